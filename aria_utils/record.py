@@ -1,0 +1,38 @@
+"""Headline figures: `record(name, value)` prints one line and keeps it in build/metrics/."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .io import atomic_write_text
+from .setup import get_speed, repo_root
+
+
+def metrics_dir() -> Path:
+    """Where metrics JSON files go (`ARIA_BUILD` or `<repo>/build`)."""
+    return Path(os.environ.get("ARIA_BUILD", repo_root() / "build")) / "metrics"
+
+
+def _clean(value: object) -> object:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, (int, str, bool)) or value is None:
+        return value
+    raise TypeError(f"record() takes a number, a string or a bool, not {type(value).__name__}")
+
+
+def record(name: str, value: object, notebook: str | None = None) -> object:
+    """Print `[metric] name = value` and add it to build/metrics/<notebook>.<speed>.json."""
+    notebook = notebook or os.environ.get("ARIA_NOTEBOOK")
+    if not notebook:
+        raise RuntimeError("record() needs the notebook's name: call aria_utils.setup('NN_name') first.")
+    value = _clean(value)
+    print(f"[metric] {name} = {value}")
+    path = metrics_dir() / f"{notebook}.{get_speed()}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = value
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+    return value
