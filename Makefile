@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make run [SPEED=fast]   set up if needed, execute every notebook, write build/ (executed copies + summary)
+#   make test               set up if needed, pytest for aria_utils, then nbval over every notebook (fast)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SPEED ?= full
+STAMP := $(VENV)/.aria-installed
+
+.PHONY: setup data run test lab store clean
+
+setup: $(STAMP) data
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps animal-mnist
+	$(BIN)/python -m pip install --no-deps -e .
+	touch $(STAMP)
+
+# Fashion-MNIST: already found (data/ or the Debian package), else the Debian package (as root), else a download.
+data: $(STAMP)
+	@$(BIN)/python -c "import aria_utils as A; A.load_fashion_mnist('test', download=False)" 2>/dev/null \
+	|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } \
+	|| $(BIN)/python -c "import aria_utils as A; A.load_fashion_mnist('train'); A.load_fashion_mnist('test')"
+
+run: setup
+	$(BIN)/python -m aria_utils.runner --speed $(SPEED)
+
+# Execute in full speed and store the outputs in notebooks/ (what is committed).
+store: setup
+	$(BIN)/python -m aria_utils.runner --speed full --store
+
+test: setup
+	MPLBACKEND=Agg ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider tests
+	ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--durations=0 -o addopts="" notebooks
+
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf build cache

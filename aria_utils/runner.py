@@ -1,0 +1,97 @@
+"""Execute notebooks headless and write the executed copies and a summary table under build/.
+
+    python -m aria_utils.runner                      # every notebook, speed from ARIA_SPEED (default full)
+    python -m aria_utils.runner --speed fast 03 04   # some notebooks, by number or path
+    python -m aria_utils.runner --store 05           # also write the outputs back into notebooks/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .io import atomic_write_text
+from .setup import SPEEDS, repo_root
+
+
+def notebook_paths(selection: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks, all of them or those whose number or path is given."""
+    folder = repo_root() / "notebooks"
+    every = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not selection:
+        return every
+    out = []
+    for s in selection:
+        p = Path(s)
+        hits = [p] if p.suffix == ".ipynb" else [q for q in every if q.name.startswith(s.zfill(2) + "_")]
+        if not hits or not hits[0].exists():
+            raise SystemExit(f"No notebook matches {s!r}; there are: {[q.name for q in every]}")
+        out += hits
+    return out
+
+
+def run_notebook(path: Path, speed: str, build: Path, timeout: int = 1800) -> tuple["nbformat.NotebookNode", float, str]:  # noqa: F821
+    """Execute one notebook in its folder with `ARIA_SPEED=speed`; return it, its wall time and an error (or '')."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(path, as_version=4)
+    os.environ["ARIA_SPEED"] = speed
+    os.environ["ARIA_BUILD"] = str(build)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    error = ""
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        error = str(e).strip().splitlines()[-1] if str(e).strip() else "cell error"
+    return nb, time.perf_counter() - start, error
+
+
+def summary_table(rows: list[dict], build: Path) -> str:
+    """A markdown table: notebook, speed, wall time, status, headline figures."""
+    lines = ["| notebook | speed | wall time (s) | status | headline figures |", "|---|---|---|---|---|"]
+    for r in rows:
+        metrics = json.loads(Path(build, "metrics", f"{r['stem']}.{r['speed']}.json").read_text()) \
+            if Path(build, "metrics", f"{r['stem']}.{r['speed']}.json").exists() else {}
+        figs = "<br>".join(f"{k} = {v}" for k, v in metrics.items())
+        lines.append(f"| {r['stem']} | {r['speed']} | {r['seconds']:.0f} | {r['status']} | {figs} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run notebooks, write build/<speed>/<name>.ipynb and build/summary-<speed>.md; exit 1 on any error."""
+    import nbformat
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("notebooks", nargs="*", help="numbers (03) or paths; default: all")
+    ap.add_argument("--speed", choices=SPEEDS, default=os.environ.get("ARIA_SPEED", "full"))
+    ap.add_argument("--store", action="store_true", help="write the executed notebooks back into notebooks/")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    args = ap.parse_args(argv)
+    build = Path(os.environ.get("ARIA_BUILD", repo_root() / "build")).resolve()
+    rows = []
+    for path in notebook_paths(args.notebooks):
+        print(f"[run] {path.name} ({args.speed}) ...", flush=True)
+        nb, seconds, error = run_notebook(path, args.speed, build, args.timeout)
+        out = build / args.speed / path.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out)
+        if args.store and not error:
+            nbformat.write(nb, path)
+        status = "ok" if not error else f"FAILED: {error[:120]}"
+        print(f"[run] {path.name}: {status} in {seconds:.0f} s -> {out}", flush=True)
+        rows.append({"stem": path.stem, "speed": args.speed, "seconds": seconds, "status": status})
+    table = summary_table(rows, build)
+    atomic_write_text(build / f"summary-{args.speed}.md", table)
+    print(table)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
