@@ -18,7 +18,7 @@ def _clean(value: object) -> object:
     if hasattr(value, "item"):  # numpy / torch scalars
         value = value.item()
     if isinstance(value, float):
-        return round(value, 4)
+        return float(f"{value:.4g}")  # 4 significant digits: 0.8534, 9.5e-07
     if isinstance(value, (int, str, bool)) or value is None:
         return value
     raise TypeError(f"record() takes a number, a string or a bool, not {type(value).__name__}")

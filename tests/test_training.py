@@ -33,7 +33,8 @@ def test_fit_stops_on_wall_clock_budget():
 
     t = time.perf_counter()
     h = A.fit(model, (x, y), slow_loss, epochs=1000, seconds=0.5, batch_size=32, progress=False)
-    assert h.stopped_by == "seconds" and time.perf_counter() - t < 2.0 and 5 < h.steps < 1000 * 16
+    # a busy machine makes fewer steps, but the loop must still stop soon after the budget
+    assert h.stopped_by == "seconds" and time.perf_counter() - t < 5.0 and 1 <= h.steps < 1000 * 16
 
 
 def test_fit_needs_a_budget_and_equal_lengths():
