@@ -53,19 +53,21 @@ def run_notebook(path: Path, speed: str, build: Path, timeout: int = 1800) -> tu
     return nb, time.perf_counter() - start, error
 
 
-def summary_table(rows: list[dict], build: Path) -> str:
-    """A markdown table: notebook, speed, wall time, status, headline figures."""
+def summary_table(speed: str, build: Path) -> str:
+    """A markdown table over every notebook run at this speed: notebook, wall time, status, headline figures."""
     lines = ["| notebook | speed | wall time (s) | status | headline figures |", "|---|---|---|---|---|"]
-    for r in rows:
-        metrics = json.loads(Path(build, "metrics", f"{r['stem']}.{r['speed']}.json").read_text()) \
-            if Path(build, "metrics", f"{r['stem']}.{r['speed']}.json").exists() else {}
+    for run in sorted((build / "runs").glob(f"*.{speed}.json")):
+        r = json.loads(run.read_text())
+        metrics_file = build / "metrics" / f"{r['stem']}.{speed}.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
         figs = "<br>".join(f"{k} = {v}" for k, v in metrics.items())
-        lines.append(f"| {r['stem']} | {r['speed']} | {r['seconds']:.0f} | {r['status']} | {figs} |")
+        lines.append(f"| {r['stem']} | {speed} | {r['seconds']:.0f} | {r['status']} | {figs} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run notebooks, write build/<speed>/<name>.ipynb and build/summary-<speed>.md; exit 1 on any error."""
+    """Run notebooks, write build/<speed>/<name>.ipynb and build/summary-<speed>.md (every notebook run so far
+    at that speed); exit 1 if any notebook failed."""
     import nbformat
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             nbformat.write(nb, path)
         status = "ok" if not error else f"FAILED: {error[:120]}"
         print(f"[run] {path.name}: {status} in {seconds:.0f} s -> {out}", flush=True)
-        rows.append({"stem": path.stem, "speed": args.speed, "seconds": seconds, "status": status})
-    table = summary_table(rows, build)
+        row = {"stem": path.stem, "speed": args.speed, "seconds": round(seconds, 1), "status": status}
+        atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.json", json.dumps(row))
+        rows.append(row)
+    table = summary_table(args.speed, build)
     atomic_write_text(build / f"summary-{args.speed}.md", table)
     print(table)
     return 0 if all(r["status"] == "ok" for r in rows) else 1
