@@ -1,0 +1,280 @@
+"""CLIP in miniature (notebook 08): tinted Fashion-MNIST items with captions, a word tokenizer,
+a CNN image encoder, a small transformer text encoder, and zero-shot helpers for open_clip.
+
+Images are 28 x 56 RGB canvases: one Fashion-MNIST item, tinted one of 6 colours, on the left or
+the right half. Captions come from templates and name the class, the colour and (often) the side.
+The counting variant puts 1-3 half-size copies of an item on the canvas.
+The contrastive loss itself is written in the notebook, not here.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .transformer import TransformerBlock
+
+# One word per Fashion-MNIST class (same order as `FASHION_CLASSES`), so that the tokenizer stays word-level.
+CLASS_WORDS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
+COLOURS = {"red": (0.95, 0.15, 0.15), "orange": (1.0, 0.55, 0.05), "yellow": (0.95, 0.9, 0.1),
+           "green": (0.15, 0.8, 0.2), "blue": (0.2, 0.35, 1.0), "purple": (0.65, 0.2, 0.9)}
+COLOUR_WORDS = tuple(COLOURS)
+SIDES = ("left", "right")
+COUNT_WORDS = ("one", "two", "three")
+H, W = 28, 56  # canvas size
+# Training captions: every one names the class; most name the colour and the side.
+TEMPLATES = (
+    "a photo of a {colour} {cls} on the {side}",
+    "a {colour} {cls} on the {side}",
+    "the {cls} on the {side} is {colour}",
+    "a photo of a {cls} in {colour}",
+    "{colour} {cls} , {side} side",
+)
+# Captions of the counting variant (used only when the captions are allowed to mention counts).
+COUNT_TEMPLATES = (
+    "a photo of {count} {colour} {cls}",
+    "{count} {cls} in {colour}",
+    "{count} {colour} {cls}",
+)
+SPECIALS = ("<pad>", "<sos>", "<eos>", "<unk>")
+_WORD = re.compile(r"[a-z0-9\-]+|[^\sa-z0-9\-]")
+
+
+# helpers
+
+def split_words(text: str) -> list[str]:
+    """Lower-case `text` and cut it into words and punctuation marks."""
+    return _WORD.findall(text.lower())
+
+
+def held_out_combos() -> list[tuple[int, int]]:
+    """The 12 (class, colour) combinations never shown in training: two per colour, at least one per class."""
+    return [(c, c % 6) for c in range(10)] + [(2, 4), (7, 5)]
+
+
+def allowed_table(held_out: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Bool `[10, 6]`: True where (class, colour) may appear in training."""
+    ok = torch.ones(len(CLASS_WORDS), len(COLOURS), dtype=torch.bool)
+    for c, k in held_out:
+        ok[c, k] = False
+    return ok
+
+
+def caption(cls: int, colour: int, side: int = 0, template: int = 0, count: int | None = None) -> str:
+    """One caption: `TEMPLATES[template]`, or `COUNT_TEMPLATES[template]` when `count` (1-3) is given."""
+    words = {"cls": CLASS_WORDS[cls], "colour": COLOUR_WORDS[colour], "side": SIDES[side]}
+    if count is None:
+        return TEMPLATES[template].format(**words)
+    return COUNT_TEMPLATES[template].format(count=COUNT_WORDS[count - 1], **words)
+
+
+# tokenizer
+
+class WordTokenizer:
+    """A word-level tokenizer: `<sos> w_1 ... w_n <eos> <pad> ...`, one id per known word."""
+
+    def __init__(self, words: Sequence[str], context_length: int = 12) -> None:
+        self.vocab = list(SPECIALS) + sorted(set(words) - set(SPECIALS))
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.context_length = context_length
+        self.pad, self.sos, self.eos, self.unk = (self.index[s] for s in SPECIALS)
+
+    @classmethod
+    def from_templates(cls, context_length: int = 12) -> "WordTokenizer":
+        """The vocabulary of every template filled with every class, colour, side and count word."""
+        words = set(CLASS_WORDS) | set(COLOUR_WORDS) | set(SIDES) | set(COUNT_WORDS) | {"photo"}
+        for t in TEMPLATES + COUNT_TEMPLATES:
+            words |= {w for w in split_words(re.sub(r"\{\w+\}", " ", t))}
+        return cls(sorted(words), context_length)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def unknown(self, text: str) -> list[str]:
+        """The words of `text` that are not in the vocabulary."""
+        return [w for w in split_words(text) if w not in self.index]
+
+    def encode(self, texts: str | Sequence[str], strict: bool = True) -> torch.Tensor:
+        """Texts -> ids `[B, context_length]`. Unknown words raise (`strict`) or become `<unk>`."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = torch.full((len(texts), self.context_length), self.pad, dtype=torch.long)
+        for i, t in enumerate(texts):
+            words = split_words(t)
+            if strict and (bad := [w for w in words if w not in self.index]):
+                raise ValueError(f"unknown words {bad} in {t!r}; the vocabulary is {self.vocab[len(SPECIALS):]}")
+            if len(words) + 2 > self.context_length:
+                raise ValueError(f"{t!r} has {len(words)} words; at most {self.context_length - 2} fit.")
+            ids = [self.sos] + [self.index.get(w, self.unk) for w in words] + [self.eos]
+            out[i, : len(ids)] = torch.tensor(ids)
+        return out
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """Ids `[B, L]` -> texts (special tokens dropped)."""
+        skip = {self.pad, self.sos, self.eos}
+        return [" ".join(self.vocab[i] for i in row if i not in skip) for row in ids.tolist()]
+
+
+# images
+
+def render(items: torch.Tensor, colour: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    """uint8 items `[N, 28, 28]`, colour ids `[N]`, sides `[N]` (0 left, 1 right) -> float `[N, 3, 28, 56]`."""
+    if items.shape[-2:] != (28, 28):
+        raise ValueError(f"render expects 28x28 items, got {tuple(items.shape)}.")
+    rgb = torch.tensor(list(COLOURS.values()), device=items.device)[colour]  # (N, 3)
+    tinted = (items.float() / 255.0)[:, None] * rgb[:, :, None, None]  # (N, 3, 28, 28)
+    blank = torch.zeros_like(tinted)
+    right = side.view(-1, 1, 1, 1).bool()
+    return torch.cat([torch.where(right, blank, tinted), torch.where(right, tinted, blank)], dim=-1)  # (N, 3, 28, 56)
+
+
+def render_counts(items: torch.Tensor, colour: torch.Tensor, count: torch.Tensor,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """1-3 half-size (14 x 14) copies of each item in distinct cells of a 2 x 4 grid: float `[N, 3, 28, 56]`."""
+    if int(count.min()) < 1 or int(count.max()) > 3:
+        raise ValueError("count must be 1, 2 or 3.")
+    n = len(items)
+    small = F.avg_pool2d(items.float()[:, None] / 255.0, 2)  # (N, 1, 14, 14)
+    rgb = torch.tensor(list(COLOURS.values()))[colour]
+    small = small * rgb[:, :, None, None]  # (N, 3, 14, 14)
+    cells = torch.rand(n, 8, generator=generator).argsort(dim=1)  # a random order of the 8 cells
+    out = torch.zeros(n, 3, 2, 4, 14, 14)  # (N, 3, row, col, 14, 14)
+    for j in range(3):
+        use = count > j
+        r, c = cells[:, j] // 4, cells[:, j] % 4
+        idx = torch.nonzero(use).flatten()
+        out[idx, :, r[idx], c[idx]] = small[idx]
+    return out.permute(0, 1, 2, 4, 3, 5).reshape(n, 3, 28, 56)  # (N, 3, 2*14, 4*14)
+
+
+def sample_pairs(items: torch.Tensor, cls: torch.Tensor, allowed: torch.Tensor, tokenizer: WordTokenizer,
+                 counts: bool = False, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Fresh (image, caption) pairs for a batch of items: a colour allowed for each class, a side, a template.
+
+    With `counts=True`, images hold 1-3 copies and the captions say how many (`COUNT_TEMPLATES`).
+    Returns `image [B, 3, 28, 56]`, `tokens [B, L]`, and the attributes `colour`, `side`, `count`, `template`.
+    """
+    n = len(items)
+    weights = allowed[cls].float()  # (B, 6)
+    if (weights.sum(1) == 0).any():
+        raise ValueError("some class has no allowed colour.")
+    colour = torch.multinomial(weights, 1, generator=generator).flatten()
+    side = torch.randint(0, 2, (n,), generator=generator)
+    count = torch.randint(1, 4, (n,), generator=generator) if counts else torch.ones(n, dtype=torch.long)
+    template = torch.randint(0, len(COUNT_TEMPLATES if counts else TEMPLATES), (n,), generator=generator)
+    if counts:
+        image = render_counts(items, colour, count, generator)
+        texts = [caption(int(c), int(k), template=int(t), count=int(m)) for c, k, t, m in zip(cls, colour, template, count)]
+    else:
+        image = render(items, colour, side)
+        texts = [caption(int(c), int(k), int(s), int(t)) for c, k, s, t in zip(cls, colour, side, template)]
+    return {"image": image, "tokens": tokenizer.encode(texts), "colour": colour, "side": side, "count": count,
+            "template": template}
+
+
+# encoders
+
+class ImageEncoder(nn.Module):
+    """f_v: a small CNN, `[B, 3, 28, 56]` -> `[B, d_out]`; keeps a left and a right half so position survives."""
+
+    def __init__(self, width: int = 32, d_out: int = 128) -> None:
+        super().__init__()
+        w = width
+
+        def block(a: int, b: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True))
+
+        self.features = nn.Sequential(block(3, w), nn.MaxPool2d(2), block(w, 2 * w), nn.MaxPool2d(2),
+                                      block(2 * w, 4 * w), nn.AdaptiveAvgPool2d((1, 2)))  # (B, 4w, 1, 2)
+        self.fc = nn.Linear(8 * w, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc(self.features(x).flatten(1)))  # (B, 4w*2) -> (B, d_out)
+
+
+class TextEncoder(nn.Module):
+    """f_u: token + position embeddings, `depth` causal pre-norm `TransformerBlock`s, the state at `<eos>`."""
+
+    def __init__(self, vocab_size: int, context_length: int, eos_id: int, d: int = 64, H: int = 4, depth: int = 2) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, d)
+        self.pos = nn.Parameter(torch.randn(context_length, d) * 0.02)
+        self.blocks = nn.ModuleList([TransformerBlock(d, H, 4 * d, norm_first=True, activation="gelu")
+                                     for _ in range(depth)])
+        self.norm = nn.LayerNorm(d)
+        self.eos_id = eos_id
+        self.register_buffer("causal", torch.tril(torch.ones(context_length, context_length, dtype=torch.bool)),
+                             persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens `[B, L]` (one `<eos>` each) -> `[B, d]`."""
+        B, L = tokens.shape
+        z = self.tok(tokens) + self.pos[:L]  # (B, L, d)
+        for blk in self.blocks:
+            z = blk(z, mask=self.causal[:L, :L])  # each token sees itself and the words before it
+        eos = (tokens == self.eos_id).int().argmax(dim=1)  # (B,) position of <eos>
+        return self.norm(z[torch.arange(B), eos])  # (B, d)
+
+
+class ToyCLIP(nn.Module):
+    """Two encoders f_v, f_u, two linear heads g_v, g_u into a `embed`-d joint space, and a learnable tau."""
+
+    def __init__(self, vocab_size: int, context_length: int, eos_id: int, d: int = 64, embed: int = 64,
+                 width: int = 32, tau: float = 0.07) -> None:
+        super().__init__()
+        self.f_v = ImageEncoder(width, 2 * d)
+        self.g_v = nn.Linear(2 * d, embed)
+        self.f_u = TextEncoder(vocab_size, context_length, eos_id, d)
+        self.g_u = nn.Linear(d, embed)
+        self.log_inv_tau = nn.Parameter(torch.tensor(float(np.log(1.0 / tau))))  # learn log(1/tau), as CLIP does
+
+    @property
+    def tau(self) -> torch.Tensor:
+        """The temperature, kept in [0.01, 1]."""
+        return 1.0 / self.log_inv_tau.exp().clamp(1.0, 100.0)
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """v = g_v(f_v(x_v)): `[B, 3, 28, 56]` -> `[B, embed]` (not normalised)."""
+        return self.g_v(self.f_v(x))
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """u = g_u(f_u(x_u)): `[B, L]` -> `[B, embed]` (not normalised)."""
+        return self.g_u(self.f_u(tokens))
+
+
+@torch.no_grad()
+def embed_images(model: ToyCLIP, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Unit-norm image embeddings `[N, embed]` (on the CPU), batch by batch, in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    return F.normalize(torch.cat([model.encode_image(images[i: i + batch_size].to(device)).float().cpu()
+                                  for i in range(0, len(images), batch_size)]), dim=-1)
+
+
+@torch.no_grad()
+def embed_texts(model: ToyCLIP, tokenizer: WordTokenizer, texts: Sequence[str], strict: bool = True) -> torch.Tensor:
+    """Unit-norm text embeddings `[T, embed]` (on the CPU)."""
+    model.eval()
+    tokens = tokenizer.encode(list(texts), strict=strict).to(next(model.parameters()).device)
+    return F.normalize(model.encode_text(tokens).float().cpu(), dim=-1)
+
+
+# the real CLIP (open_clip)
+
+@torch.no_grad()
+def open_clip_zero_shot(model: nn.Module, preprocess, tokenizer, photos: Sequence[np.ndarray],
+                        prompts: Sequence[str]) -> torch.Tensor:
+    """Zero-shot probabilities `[N photos, T prompts]` of an open_clip model (softmax of 100 x cosine)."""
+    from PIL import Image
+
+    if not photos or not prompts:
+        raise ValueError("open_clip_zero_shot needs at least one photo and one prompt.")
+    model.eval()
+    x = torch.stack([preprocess(Image.fromarray(np.asarray(p, dtype=np.uint8))) for p in photos])  # (N, 3, 224, 224)
+    v = F.normalize(model.encode_image(x).float(), dim=-1)
+    u = F.normalize(model.encode_text(tokenizer(list(prompts))).float(), dim=-1)
+    scale = model.logit_scale.exp() if hasattr(model, "logit_scale") else torch.tensor(100.0)
+    return (scale * v @ u.T).softmax(dim=-1)

@@ -1,0 +1,113 @@
+"""Tests for aria_utils.clip_toy: captions, tokenizer, images, encoders, and the open_clip plumbing (random weights)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from aria_utils import clip_toy as ct
+
+
+@pytest.fixture(scope="module")
+def tok() -> ct.WordTokenizer:
+    return ct.WordTokenizer.from_templates()
+
+
+def _items(n: int = 8) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    x[:, 6:22, 8:20] = torch.randint(100, 256, (n, 16, 12), generator=g, dtype=torch.uint8)
+    return x
+
+
+def test_tokenizer_round_trip_and_errors(tok):
+    texts = [ct.caption(c, k, s, t) for c in range(10) for k in range(6) for s in range(2) for t in range(5)]
+    texts += [ct.caption(c, k, template=t, count=m) for c in range(10) for k in range(6) for t in range(3) for m in (1, 2, 3)]
+    ids = tok.encode(texts)
+    assert ids.shape == (len(texts), tok.context_length)
+    assert tok.decode(ids) == texts
+    assert ((ids == tok.eos).sum(1) == 1).all() and (ids[:, 0] == tok.sos).all()
+    assert tok.encode("A Photo of a RED bag").equal(tok.encode("a photo of a red bag"))
+    with pytest.raises(ValueError, match="unknown words"):
+        tok.encode("a photo of a hat")
+    assert tok.encode("a photo of a hat", strict=False)[0, 5] == tok.unk
+    with pytest.raises(ValueError, match="at most"):
+        tok.encode(" ".join(["bag"] * 20))
+
+
+def test_held_out_combos_cover_every_colour_twice():
+    held = ct.held_out_combos()
+    assert len(set(held)) == 12
+    assert sorted(np.bincount([k for _, k in held], minlength=6).tolist()) == [2] * 6
+    allowed = ct.allowed_table(held)
+    assert allowed.sum() == 48 and (allowed.sum(1) >= 4).all()
+
+
+def test_render_puts_the_tinted_item_on_its_side():
+    x = _items(4)
+    img = ct.render(x, torch.tensor([0, 1, 4, 4]), torch.tensor([0, 1, 0, 1]))
+    assert img.shape == (4, 3, 28, 56) and img.min() >= 0 and img.max() <= 1
+    assert img[0, :, :, 28:].abs().sum() == 0 and img[0, :, :, :28].sum() > 0
+    assert img[1, :, :, :28].abs().sum() == 0 and img[1, :, :, 28:].sum() > 0
+    red, blue = img[0].sum((1, 2)), img[2].sum((1, 2))  # channel totals
+    assert red.argmax() == 0 and blue.argmax() == 2
+    with pytest.raises(ValueError):
+        ct.render(torch.zeros(2, 14, 14, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+
+
+def test_render_counts_places_count_copies():
+    x = _items(6)
+    count = torch.tensor([1, 2, 3, 3, 2, 1])
+    img = ct.render_counts(x, torch.zeros(6, dtype=torch.long), count, torch.Generator().manual_seed(0))
+    assert img.shape == (6, 3, 28, 56)
+    cells = img.sum(1).reshape(6, 2, 14, 4, 14).permute(0, 1, 3, 2, 4).flatten(3).sum(-1)  # (N, 2, 4)
+    assert ((cells > 0).flatten(1).sum(1) == count).all()
+    with pytest.raises(ValueError):
+        ct.render_counts(x[:1], torch.zeros(1, dtype=torch.long), torch.tensor([4]))
+
+
+def test_sample_pairs_avoids_held_out_combos(tok):
+    allowed = ct.allowed_table(ct.held_out_combos())
+    cls = torch.arange(10).repeat(20)
+    b = ct.sample_pairs(_items(200), cls, allowed, tok, generator=torch.Generator().manual_seed(0))
+    assert b["image"].shape == (200, 3, 28, 56) and b["tokens"].shape == (200, tok.context_length)
+    assert allowed[cls, b["colour"]].all()
+    texts = tok.decode(b["tokens"])
+    assert all(ct.CLASS_WORDS[c] in t.split() and ct.COLOUR_WORDS[k] in t.split()
+               for c, k, t in zip(cls.tolist(), b["colour"].tolist(), texts))
+    assert not any(w in t.split() for t in texts for w in ct.COUNT_WORDS)  # plain captions never count
+    bc = ct.sample_pairs(_items(200), cls, allowed, tok, counts=True, generator=torch.Generator().manual_seed(0))
+    assert all(ct.COUNT_WORDS[m - 1] in t.split() for m, t in zip(bc["count"].tolist(), tok.decode(bc["tokens"])))
+
+
+def test_toy_clip_shapes_and_eos_pooling(tok):
+    torch.manual_seed(0)
+    m = ct.ToyCLIP(len(tok), tok.context_length, tok.eos).eval()
+    x = torch.rand(3, 3, 28, 56)
+    ids = tok.encode(["a red bag", "a photo of a blue coat on the left", "boot"])
+    assert m.encode_image(x).shape == (3, 64) and m.encode_text(ids).shape == (3, 64)
+    junk = ids.clone()
+    junk[0, 5:] = 7  # words after <eos> must not change the text embedding (causal mask)
+    with torch.no_grad():
+        assert torch.allclose(m.encode_text(ids)[0], m.encode_text(junk)[0], atol=1e-6)
+        assert not torch.allclose(m.encode_text(ids)[0], m.encode_text(ids)[1])
+    assert abs(m.tau.item() - 0.07) < 1e-4 and m.log_inv_tau.requires_grad
+    v = ct.embed_images(m, x)
+    u = ct.embed_texts(m, tok, ["a red bag", "a blue coat"])
+    assert torch.allclose(v.norm(dim=-1), torch.ones(3)) and u.shape == (2, 64)
+
+
+def test_open_clip_plumbing_with_random_weights():
+    open_clip = pytest.importorskip("open_clip")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the real CLIP vocabulary ships in the wheel
+    ids = tokenizer(["a photo of a cat", "a photo of a rocket"])
+    assert ids.shape == (2, 77) and ids[0, 0] != 0
+    torch.manual_seed(0)
+    # ViT-S-32 builds faster than ViT-B-32 on a CPU; the code path is the same.
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-S-32", pretrained=None)
+    photos = [np.zeros((300, 200, 3), np.uint8), np.full((120, 160, 3), 200, np.uint8)]
+    p = ct.open_clip_zero_shot(model, preprocess, tokenizer, photos, ["a cat", "a rocket", "coffee"])
+    assert p.shape == (2, 3) and torch.allclose(p.sum(1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError):
+        ct.open_clip_zero_shot(model, preprocess, tokenizer, [], ["a cat"])
