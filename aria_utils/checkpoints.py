@@ -38,8 +38,9 @@ def checkpoint_path(name: str, config: dict[str, Any]) -> Path:
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict[str, Any], meta: dict[str, Any] | None = None) -> Path:
     """Save weights, config and metadata (plain Python only) atomically."""
     buf = io.BytesIO()
+    plain = json.loads(json.dumps(meta or {}, default=str))  # only plain types load with weights_only=True
     torch.save({"state_dict": model.state_dict(), "config": json.loads(json.dumps(config, default=str)),
-                "meta": meta or {}}, buf)
+                "meta": plain}, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
 
