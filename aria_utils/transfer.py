@@ -1,0 +1,170 @@
+"""Transfer-learning plumbing: split a timm EfficientNet into a frozen trunk and a trainable tail,
+cache the trunk's activations once, and train/evaluate on them.
+
+The EfficientNet's 16 blocks (7 stages) are numbered flat, 0..15. `split_efficientnet(model, k)`
+returns `trunk` = stem + blocks 0..k-1 and `tail` = blocks k.. + head conv + pooling + classifier.
+Both share their modules with `model` (no copy), so `tail(trunk(x)) == model(x)` and training the
+tail trains the model.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import to_imagenet
+from .training import predict
+
+
+def flat_blocks(model: nn.Module) -> list[nn.Module]:
+    """The blocks of a timm EfficientNet / MobileNet, flattened over stages."""
+    if not hasattr(model, "blocks") or not hasattr(model, "conv_stem"):
+        raise TypeError(f"{type(model).__name__} is not a timm EfficientNet-like model (no conv_stem / blocks).")
+    return [b for stage in model.blocks for b in stage]
+
+
+def stage_ends(model: nn.Module) -> list[int]:
+    """Flat index just after each stage: `[1, 3, 5, 8, 11, 15, 16]` for EfficientNet-Lite0."""
+    ends, n = [], 0
+    for stage in model.blocks:
+        n += len(stage)
+        ends.append(n)
+    return ends
+
+
+def split_efficientnet(model: nn.Module, k: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """`(trunk, tail)`: trunk = stem + blocks[:k], tail = blocks[k:] + head (modules shared with `model`)."""
+    blocks = flat_blocks(model)
+    if not 0 <= k <= len(blocks):
+        raise ValueError(f"split point k={k} outside 0..{len(blocks)} (the model has {len(blocks)} blocks).")
+    trunk = nn.Sequential(model.conv_stem, model.bn1, *blocks[:k])
+    tail = nn.Sequential(*blocks[k:], model.conv_head, model.bn2, model.global_pool, model.classifier)
+    return trunk, tail
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients and eval mode (BatchNorm uses its ImageNet running statistics)."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+def count_params(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (only those with `requires_grad` if asked)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def imagenet_batch(size: int, channels_last: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A batch transform: grey uint8 `[B, 28, 28]` -> normalised `[B, 3, size, size]` (EfficientNet-Lite)."""
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        out = to_imagenet(x, size)
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+    return transform
+
+
+@torch.no_grad()
+def cache_activations(trunk: nn.Module, images: torch.Tensor, size: int, batch_size: int = 256,
+                      flip: bool = False) -> torch.Tensor:
+    """The frozen trunk's output for all `images`, computed once (eval mode); `flip=True` mirrors them first."""
+    trunk.eval()
+    tf = imagenet_batch(size)
+    return predict(trunk, images, batch_size, (lambda x: tf(x.flip(-1))) if flip else tf).contiguous()
+
+
+@torch.no_grad()
+def pooled_stage_features(model: nn.Module, images: torch.Tensor, size: int,
+                          batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Globally averaged output of every stage and of the head conv: `{"stage 1": [N, 16], ..., "head": [N, 1280]}`."""
+    model.eval()
+    tf = imagenet_batch(size)
+    outs: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(images), batch_size):
+        h = model.bn1(model.conv_stem(tf(images[i: i + batch_size])))
+        for s, stage in enumerate(model.blocks):
+            h = stage(h)
+            outs.setdefault(f"stage {s + 1}", []).append(h.mean((2, 3)))
+        outs.setdefault("head", []).append(model.global_pool(model.bn2(model.conv_head(h))))
+    return {k: torch.cat(v) for k, v in outs.items()}
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, batch: torch.Tensor, stages: list[int]) -> dict[int, torch.Tensor]:
+    """Outputs `[B, C, h, w]` of the given stages (0-based) for a preprocessed batch."""
+    model.eval()
+    h = model.bn1(model.conv_stem(batch))
+    out = {}
+    for s, stage in enumerate(model.blocks):
+        h = stage(h)
+        if s in stages:
+            out[s] = h
+    return out
+
+
+def random_shift_flip(x: torch.Tensor, max_shift: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Augment a batch `[B, H, W]` / `[B, C, H, W]`: mirror each image with probability 1/2, then shift the
+    whole batch by one random offset of up to `max_shift` pixels (zero padding)."""
+    B = x.shape[0]
+    flip = torch.rand(B, generator=generator) < 0.5
+    x = torch.where(flip.view(B, *([1] * (x.ndim - 1))), x.flip(-1), x)
+    if max_shift > 0:
+        H, W = x.shape[-2:]
+        p = max_shift
+        pad = F.pad(x, (p, p, p, p))
+        dy, dx = torch.randint(0, 2 * p + 1, (2,), generator=generator).tolist()
+        x = pad[..., dy: dy + H, dx: dx + W]
+    return x
+
+
+TARGETS = ("fashion_mnist", "oxford_pets")
+
+
+def load_target(name: str = "fashion_mnist", size: int = 64) -> dict[str, object]:
+    """A labelled target problem: `x_train, y_train, x_test, y_test` (uint8 images) and `classes`.
+
+    `fashion_mnist` works offline (grey `[N, 28, 28]`); `oxford_pets` (37 breeds, about 100 training
+    images per class) is downloaded by torchvision and resized to RGB `[N, 3, size, size]`.
+    """
+    from .data import FASHION_CLASSES, DatasetNotFound, data_dir, load_fashion_mnist
+
+    if name == "fashion_mnist":
+        x_tr, y_tr = load_fashion_mnist("train")
+        x_te, y_te = load_fashion_mnist("test")
+        return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te, "classes": list(FASHION_CLASSES)}
+    if name == "oxford_pets":
+        import numpy as np
+        from torchvision.datasets import OxfordIIITPet
+
+        out: dict[str, object] = {}
+        for split, key in (("trainval", "train"), ("test", "test")):
+            try:
+                ds = OxfordIIITPet(str(data_dir()), split=split, download=True)
+            except Exception as e:  # torchvision raises several kinds when offline
+                raise DatasetNotFound(f"Oxford-IIIT Pets needs internet for its first download "
+                                      f"({type(e).__name__}: {str(e)[:150]}); use DATASET = 'fashion_mnist'.") from e
+            imgs = [torch.from_numpy(np.asarray(img.convert("RGB").resize((size, size)))) for img, _ in ds]
+            out[f"x_{key}"] = torch.stack(imgs).permute(0, 3, 1, 2).contiguous()  # [N, 3, size, size] uint8
+            out[f"y_{key}"] = torch.tensor([int(lab) for _, lab in ds])
+            out["classes"] = list(ds.classes)
+        return out
+    raise ValueError(f"Unknown target dataset {name!r}; use one of {TARGETS}.")
+
+
+class BatchNormFrozen(nn.Module):
+    """Wrap a model so that `.train()` leaves its BatchNorm layers in eval mode (ImageNet running statistics
+    kept, affine weights still trained): the usual way to fine-tune a pretrained network with small batches."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def train(self, mode: bool = True) -> "BatchNormFrozen":
+        super().train(mode)
+        for m in self.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)

@@ -1,0 +1,124 @@
+"""Tests for aria_utils.transfer: the trunk/tail split, freezing, caching, augmentation, target loading."""
+import pytest
+import timm
+import torch
+import torch.nn as nn
+
+from aria_utils import transfer as T
+
+
+@pytest.fixture(scope="module")
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    m = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=7)
+    # non-trivial BatchNorm statistics, so that train/eval mode differences would show
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+def test_flat_blocks_and_stage_ends(net):
+    assert len(T.flat_blocks(net)) == 16
+    assert T.stage_ends(net) == [1, 3, 5, 8, 11, 15, 16]
+    with pytest.raises(TypeError):
+        T.flat_blocks(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("k", [0, 5, 11, 16])
+def test_split_composes_to_the_full_network(net, k):
+    trunk, tail = T.split_efficientnet(net, k)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(tail.eval()(trunk.eval()(x)), net.eval()(x), atol=1e-5)
+    # modules are shared, not copied
+    assert sum(p.numel() for p in trunk.parameters()) + sum(p.numel() for p in tail.parameters()) == \
+        sum(p.numel() for p in net.parameters())
+
+
+def test_split_rejects_bad_k(net):
+    with pytest.raises(ValueError, match="split point"):
+        T.split_efficientnet(net, 17)
+
+
+def test_freeze_keeps_weights_and_bn_stats_while_tail_trains(net):
+    import copy
+
+    m = copy.deepcopy(net)
+    trunk, tail = T.split_efficientnet(m, 11)
+    T.freeze(trunk)
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    tail_before = [p.clone() for p in tail.parameters()]
+    assert T.count_params(trunk, trainable_only=True) == 0
+    opt = torch.optim.SGD([p for p in tail.parameters() if p.requires_grad], lr=0.1)
+    h = T.cache_activations(trunk, torch.randint(0, 255, (8, 28, 28), dtype=torch.uint8), 64)
+    tail.train()
+    loss = tail(h).logsumexp(-1).mean()
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in trunk.state_dict().items())
+    assert any(not torch.equal(a, b) for a, b in zip(tail_before, tail.parameters()))
+
+
+def test_cache_activations_shape_and_values(net):
+    trunk, _ = T.split_efficientnet(net, 11)
+    imgs = torch.randint(0, 255, (5, 28, 28), dtype=torch.uint8)
+    h = T.cache_activations(trunk, imgs, 64, batch_size=2)
+    assert h.shape == (5, 112, 4, 4)
+    with torch.no_grad():
+        ref = trunk.eval()(T.imagenet_batch(64, channels_last=False)(imgs))
+    assert torch.allclose(h, ref, atol=1e-5)
+    hf = T.cache_activations(trunk, imgs, 64, flip=True)
+    with torch.no_grad():
+        ref_f = trunk(T.imagenet_batch(64)(imgs.flip(-1)))
+    assert torch.allclose(hf, ref_f, atol=1e-5)
+    assert not torch.allclose(hf, h)
+
+
+def test_pooled_stage_features_and_feature_maps(net):
+    imgs = torch.randint(0, 255, (3, 28, 28), dtype=torch.uint8)
+    feats = T.pooled_stage_features(net, imgs, 64)
+    assert [f.shape[1] for f in feats.values()] == [16, 24, 40, 80, 112, 192, 320, 1280]
+    with torch.no_grad():
+        ref = net.forward_head(net.forward_features(T.imagenet_batch(64)(imgs)), pre_logits=True)
+    assert torch.allclose(feats["head"], ref, atol=1e-5)
+    maps = T.feature_maps(net, T.imagenet_batch(64)(imgs), [1, 5])
+    assert maps[1].shape == (3, 24, 16, 16) and maps[5].shape == (3, 192, 2, 2)
+
+
+def test_random_shift_flip_is_a_permutation_of_pixels_or_a_shift():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 6 * 6, dtype=torch.float).view(2, 6, 6) + 1
+    y = T.random_shift_flip(x, 0, g)
+    for a, b in zip(x, y):
+        assert torch.equal(b, a) or torch.equal(b, a.flip(-1))
+    z = T.random_shift_flip(x, 2, g)
+    assert z.shape == x.shape
+    # a shift keeps the values (minus those pushed out) and pads with zeros
+    assert set(z[z > 0].tolist()) <= set(x.flatten().tolist())
+
+
+def test_load_target_fashion_and_bad_name():
+    d = T.load_target("fashion_mnist")
+    assert d["x_train"].shape == (60000, 28, 28) and d["x_test"].shape == (10000, 28, 28)
+    assert len(d["classes"]) == 10 and int(d["y_train"].max()) == 9
+    with pytest.raises(ValueError, match="Unknown target"):
+        T.load_target("cifar1000")
+
+
+def test_batchnorm_frozen_keeps_statistics_but_trains_weights(net):
+    import copy
+
+    m = copy.deepcopy(net)
+    w = T.BatchNormFrozen(m).train()
+    bns = [mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)]
+    assert bns and not any(b.training for b in bns) and m.conv_stem.training
+    stats = [b.running_mean.clone() for b in bns]
+    gamma = bns[0].weight.clone()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    w(torch.randn(4, 3, 32, 32)).logsumexp(-1).mean().backward()
+    opt.step()
+    assert all(torch.equal(s, b.running_mean) for s, b in zip(stats, bns))
+    assert not torch.equal(gamma, bns[0].weight)
