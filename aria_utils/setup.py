@@ -94,6 +94,9 @@ def setup(notebook: str, seed: int = 0, threads: int | None = None, check_hub: b
     online = hub_reachable() if check_hub else False
     if not online:
         os.environ["HF_HUB_OFFLINE"] = "1"
+        hub_constants = sys.modules.get("huggingface_hub.constants")
+        if hub_constants is not None:  # imported before setup(): it read the variable already
+            hub_constants.HF_HUB_OFFLINE = True
     import torch
 
     speed = get_speed()

@@ -2,6 +2,9 @@ import os
 
 import pytest
 
+# As aria_utils.setup does offline: before any test module imports timm / open_clip / huggingface_hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path, monkeypatch):
@@ -9,4 +12,3 @@ def _isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("ARIA_BUILD", str(tmp_path / "build"))
     monkeypatch.setenv("ARIA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("ARIA_NOTEBOOK", "test")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -30,9 +30,10 @@ def test_bad_inputs_are_clear():
 
 
 def test_hub_offline_fails_fast_with_a_clear_message(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import timm
+    monkeypatch.setenv("ARIA_OFFLINE", "1")
+    import timm  # imported before setup(), as a student might
 
+    A.setup("99_test", check_hub=True)  # offline: must switch the hub client to offline mode
     t = time.perf_counter()
     with pytest.raises(A.HubUnavailable, match="not reachable|loading failed"):
         A.from_hub(lambda: timm.create_model("resnet18", pretrained=True), "timm resnet18")

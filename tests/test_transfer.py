@@ -69,11 +69,12 @@ def test_cache_activations_shape_and_values(net):
     assert h.shape == (5, 112, 4, 4)
     with torch.no_grad():
         ref = trunk.eval()(T.imagenet_batch(64, channels_last=False)(imgs))
-    assert torch.allclose(h, ref, atol=1e-5)
+    # float32 sums in another order (batch size, memory format, threads): relative 1e-4 on values up to ~20
+    assert torch.allclose(h, ref, rtol=1e-4, atol=1e-4)
     hf = T.cache_activations(trunk, imgs, 64, flip=True)
     with torch.no_grad():
         ref_f = trunk(T.imagenet_batch(64)(imgs.flip(-1)))
-    assert torch.allclose(hf, ref_f, atol=1e-5)
+    assert torch.allclose(hf, ref_f, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(hf, h)
 
 
