@@ -12,17 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .mae import patchify  # the one patch cutter of the package (05 and 07)
 from .transformer import TransformerBlock
-
-
-def patchify(x: torch.Tensor, P: int) -> torch.Tensor:
-    """Cut images `[B, C, S, S]` into flattened patches `[B, N, C*P*P]` (row by row, left to right)."""
-    B, C, Hs, Ws = x.shape
-    if Hs % P or Ws % P:
-        raise ValueError(f"image side {Hs}x{Ws} is not a multiple of the patch side P={P}.")
-    x = x.reshape(B, C, Hs // P, P, Ws // P, P)  # (B, C, S/P, P, S/P, P)
-    x = x.permute(0, 2, 4, 1, 3, 5)  # (B, S/P, S/P, C, P, P)
-    return x.reshape(B, (Hs // P) * (Ws // P), C * P * P)  # (B, N, C*P*P)
 
 
 class ViT(nn.Module):
