@@ -2,8 +2,8 @@
 a CNN image encoder, a small transformer text encoder, and zero-shot helpers for open_clip.
 
 Images are 28 x 56 RGB canvases: one Fashion-MNIST item, tinted one of 6 colours, on the left or
-the right half. Captions come from templates and name the class, the colour and (often) the side.
-The counting variant puts 1-3 half-size copies of an item on the canvas.
+the right half. Captions come from templates: all name the class, some the colour, often the side.
+Counting images hold 1-3 half-size copies of an item, and their captions say how many.
 The contrastive loss itself is written in the notebook, not here.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ COLOUR_WORDS = tuple(COLOURS)
 SIDES = ("left", "right")
 COUNT_WORDS = ("one", "two", "three")
 H, W = 28, 56  # canvas size
-# Training captions: every one names the class; most name the colour and the side.
+# Training captions that name the class and the colour (most name the side too) ...
 TEMPLATES = (
     "a photo of a {colour} {cls} on the {side}",
     "a {colour} {cls} on the {side}",
@@ -34,12 +34,22 @@ TEMPLATES = (
     "a photo of a {cls} in {colour}",
     "{colour} {cls} , {side} side",
 )
-# Captions of the counting variant (used only when the captions are allowed to mention counts).
+# ... and captions that do not name the colour, as most web captions do not.
+PLAIN_TEMPLATES = (
+    "a photo of a {cls}",
+    "a {cls}",
+    "a {cls} on the {side}",
+    "the {cls} on the {side}",
+)
+# Captions of counting images: the first ones name the colour, the last two do not.
 COUNT_TEMPLATES = (
     "a photo of {count} {colour} {cls}",
     "{count} {cls} in {colour}",
     "{count} {colour} {cls}",
+    "a photo of {count} {cls}",
+    "{count} {cls}",
 )
+N_COUNT_COLOUR_TEMPLATES = 3
 SPECIALS = ("<pad>", "<sos>", "<eos>", "<unk>")
 _WORD = re.compile(r"[a-z0-9\-]+|[^\sa-z0-9\-]")
 
@@ -56,20 +66,27 @@ def held_out_combos() -> list[tuple[int, int]]:
     return [(c, c % 6) for c in range(10)] + [(2, 4), (7, 5)]
 
 
-def allowed_table(held_out: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """Bool `[10, 6]`: True where (class, colour) may appear in training."""
-    ok = torch.ones(len(CLASS_WORDS), len(COLOURS), dtype=torch.bool)
+def held_out_counts() -> list[tuple[int, int]]:
+    """The 10 (class, count) pairs never shown in training: one count per class, each count for 3-4 classes."""
+    return [(c, c % 3 + 1) for c in range(10)]
+
+
+def allowed_table(held_out: Sequence[tuple[int, int]], n_values: int = len(COLOURS), first: int = 0) -> torch.Tensor:
+    """Bool `[10, n_values]`: True where (class, value) may appear in training (value `first` is column 0)."""
+    ok = torch.ones(len(CLASS_WORDS), n_values, dtype=torch.bool)
     for c, k in held_out:
-        ok[c, k] = False
+        ok[c, k - first] = False
     return ok
 
 
-def caption(cls: int, colour: int, side: int = 0, template: int = 0, count: int | None = None) -> str:
-    """One caption: `TEMPLATES[template]`, or `COUNT_TEMPLATES[template]` when `count` (1-3) is given."""
+def caption(cls: int, colour: int, side: int = 0, template: int = 0, count: int | None = None,
+            plain: bool = False) -> str:
+    """One caption: `TEMPLATES[template]` (`PLAIN_TEMPLATES` if `plain`), or `COUNT_TEMPLATES[template]`
+    when `count` (1-3) is given."""
     words = {"cls": CLASS_WORDS[cls], "colour": COLOUR_WORDS[colour], "side": SIDES[side]}
-    if count is None:
-        return TEMPLATES[template].format(**words)
-    return COUNT_TEMPLATES[template].format(count=COUNT_WORDS[count - 1], **words)
+    if count is not None:
+        return COUNT_TEMPLATES[template].format(count=COUNT_WORDS[count - 1], **words)
+    return (PLAIN_TEMPLATES if plain else TEMPLATES)[template].format(**words)
 
 
 # tokenizer
@@ -87,7 +104,7 @@ class WordTokenizer:
     def from_templates(cls, context_length: int = 12) -> "WordTokenizer":
         """The vocabulary of every template filled with every class, colour, side and count word."""
         words = set(CLASS_WORDS) | set(COLOUR_WORDS) | set(SIDES) | set(COUNT_WORDS) | {"photo"}
-        for t in TEMPLATES + COUNT_TEMPLATES:
+        for t in TEMPLATES + PLAIN_TEMPLATES + COUNT_TEMPLATES:
             words |= {w for w in split_words(re.sub(r"\{\w+\}", " ", t))}
         return cls(sorted(words), context_length)
 
@@ -151,48 +168,66 @@ def render_counts(items: torch.Tensor, colour: torch.Tensor, count: torch.Tensor
 
 
 def sample_pairs(items: torch.Tensor, cls: torch.Tensor, allowed: torch.Tensor, tokenizer: WordTokenizer,
-                 counts: bool = False, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                 p_plain: float = 0.0, p_count: float = 0.0, count_allowed: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Fresh (image, caption) pairs for a batch of items: a colour allowed for each class, a side, a template.
 
-    With `counts=True`, images hold 1-3 copies and the captions say how many (`COUNT_TEMPLATES`).
-    Returns `image [B, 3, 28, 56]`, `tokens [B, L]`, and the attributes `colour`, `side`, `count`, `template`.
+    A share `p_plain` of the captions does not name the colour (`PLAIN_TEMPLATES`, or the plain counting
+    templates). A share `p_count` of the images hold 1-3 copies of the item, a count allowed for its class by
+    `count_allowed` (bool `[10, 3]`, all counts by default), and their captions say how many.
+    Returns `image [B, 3, 28, 56]`, `tokens [B, L]`, and the attributes `colour`, `side`, `count` (0: a single
+    item, no count said), `plain` and `template`.
     """
     n = len(items)
     weights = allowed[cls].float()  # (B, 6)
     if (weights.sum(1) == 0).any():
         raise ValueError("some class has no allowed colour.")
+    count_allowed = torch.ones(len(CLASS_WORDS), 3, dtype=torch.bool) if count_allowed is None else count_allowed
     colour = torch.multinomial(weights, 1, generator=generator).flatten()
     side = torch.randint(0, 2, (n,), generator=generator)
-    count = torch.randint(1, 4, (n,), generator=generator) if counts else torch.ones(n, dtype=torch.long)
-    template = torch.randint(0, len(COUNT_TEMPLATES if counts else TEMPLATES), (n,), generator=generator)
-    if counts:
-        image = render_counts(items, colour, count, generator)
-        texts = [caption(int(c), int(k), template=int(t), count=int(m)) for c, k, t, m in zip(cls, colour, template, count)]
-    else:
-        image = render(items, colour, side)
-        texts = [caption(int(c), int(k), int(s), int(t)) for c, k, s, t in zip(cls, colour, side, template)]
+    plain = torch.rand(n, generator=generator) < p_plain
+    counting = torch.rand(n, generator=generator) < p_count
+    count = torch.where(counting, torch.multinomial(count_allowed[cls].float(), 1, generator=generator).flatten() + 1, 0)
+    n_single = torch.where(plain, len(PLAIN_TEMPLATES), len(TEMPLATES))
+    n_counted = torch.where(plain, len(COUNT_TEMPLATES) - N_COUNT_COLOUR_TEMPLATES, N_COUNT_COLOUR_TEMPLATES)
+    first = torch.where(counting & plain, N_COUNT_COLOUR_TEMPLATES, 0)
+    template = first + (torch.rand(n, generator=generator) * torch.where(counting, n_counted, n_single)).long()
+    image = render(items, colour, side)
+    if counting.any():
+        image[counting] = render_counts(items[counting], colour[counting], count[counting], generator)
+    texts = [caption(c, k, s, t, count=m or None, plain=p) for c, k, s, t, m, p in
+             zip(cls.tolist(), colour.tolist(), side.tolist(), template.tolist(), count.tolist(), plain.tolist())]
     return {"image": image, "tokens": tokenizer.encode(texts), "colour": colour, "side": side, "count": count,
-            "template": template}
+            "plain": plain, "template": template}
 
 
 # encoders
 
-class ImageEncoder(nn.Module):
-    """f_v: a small CNN, `[B, 3, 28, 56]` -> `[B, d_out]`; keeps a left and a right half so position survives."""
+def _conv_block(a: int, b: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True))
 
-    def __init__(self, width: int = 32, d_out: int = 128) -> None:
+
+class ImageEncoder(nn.Module):
+    """f_v in two paths whose features are added, `[B, 3, 28, 56]` -> `[B, d_out]`.
+
+    The shape path is a small CNN on the intensity (the maximum over the colour channels): it cannot see the
+    colour. The colour path is an MLP on the item's mean colour: it cannot see the shape. The CNN keeps a left
+    and a right half, so that the side survives.
+    """
+
+    def __init__(self, width: int = 16, d_out: int = 128) -> None:
         super().__init__()
         w = width
-
-        def block(a: int, b: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True))
-
-        self.features = nn.Sequential(block(3, w), nn.MaxPool2d(2), block(w, 2 * w), nn.MaxPool2d(2),
-                                      block(2 * w, 4 * w), nn.AdaptiveAvgPool2d((1, 2)))  # (B, 4w, 1, 2)
-        self.fc = nn.Linear(8 * w, d_out)
+        self.shape = nn.Sequential(_conv_block(1, w), nn.MaxPool2d(2), _conv_block(w, 2 * w), nn.MaxPool2d(2),
+                                   _conv_block(2 * w, 4 * w), nn.AdaptiveAvgPool2d((1, 2)))  # (B, 4w, 1, 2)
+        self.shape_fc = nn.Linear(8 * w, d_out)
+        self.colour = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, d_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.fc(self.features(x).flatten(1)))  # (B, 4w*2) -> (B, d_out)
+        intensity = x.amax(dim=1, keepdim=True)  # (B, 1, 28, 56)
+        mean_colour = x.sum((2, 3)) / intensity.sum((2, 3)).clamp_min(1e-6)  # (B, 3): the tint, max channel ~1
+        shape = F.relu(self.shape_fc(self.shape(intensity).flatten(1)))  # (B, d_out)
+        return shape + F.relu(self.colour(mean_colour))  # (B, d_out)
 
 
 class TextEncoder(nn.Module):
@@ -223,7 +258,7 @@ class ToyCLIP(nn.Module):
     """Two encoders f_v, f_u, two linear heads g_v, g_u into a `embed`-d joint space, and a learnable tau."""
 
     def __init__(self, vocab_size: int, context_length: int, eos_id: int, d: int = 64, embed: int = 64,
-                 width: int = 32, tau: float = 0.07) -> None:
+                 width: int = 16, tau: float = 0.07) -> None:
         super().__init__()
         self.f_v = ImageEncoder(width, 2 * d)
         self.g_v = nn.Linear(2 * d, embed)

@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from aria_utils import clip_toy as ct
 
@@ -22,7 +23,8 @@ def _items(n: int = 8) -> torch.Tensor:
 
 def test_tokenizer_round_trip_and_errors(tok):
     texts = [ct.caption(c, k, s, t) for c in range(10) for k in range(6) for s in range(2) for t in range(5)]
-    texts += [ct.caption(c, k, template=t, count=m) for c in range(10) for k in range(6) for t in range(3) for m in (1, 2, 3)]
+    texts += [ct.caption(c, k, s, t, plain=True) for c in range(10) for k in range(6) for s in range(2) for t in range(4)]
+    texts += [ct.caption(c, k, template=t, count=m) for c in range(10) for k in range(6) for t in range(5) for m in (1, 2, 3)]
     ids = tok.encode(texts)
     assert ids.shape == (len(texts), tok.context_length)
     assert tok.decode(ids) == texts
@@ -75,9 +77,39 @@ def test_sample_pairs_avoids_held_out_combos(tok):
     texts = tok.decode(b["tokens"])
     assert all(ct.CLASS_WORDS[c] in t.split() and ct.COLOUR_WORDS[k] in t.split()
                for c, k, t in zip(cls.tolist(), b["colour"].tolist(), texts))
-    assert not any(w in t.split() for t in texts for w in ct.COUNT_WORDS)  # plain captions never count
-    bc = ct.sample_pairs(_items(200), cls, allowed, tok, counts=True, generator=torch.Generator().manual_seed(0))
-    assert all(ct.COUNT_WORDS[m - 1] in t.split() for m, t in zip(bc["count"].tolist(), tok.decode(bc["tokens"])))
+    assert not any(w in t.split() for t in texts for w in ct.COUNT_WORDS)  # single items: no count said
+    assert (b["count"] == 0).all() and not b["plain"].any()
+
+
+def test_sample_pairs_plain_captions_and_counts(tok):
+    allowed = ct.allowed_table(ct.held_out_combos())
+    count_allowed = ct.allowed_table(ct.held_out_counts(), 3, first=1)
+    assert count_allowed.shape == (10, 3) and count_allowed.sum() == 20 and count_allowed.any(0).all()
+    cls = torch.arange(10).repeat(40)
+    b = ct.sample_pairs(_items(400), cls, allowed, tok, p_plain=0.5, p_count=0.5, count_allowed=count_allowed,
+                        generator=torch.Generator().manual_seed(0))
+    texts = tok.decode(b["tokens"])
+    plain, count = b["plain"], b["count"]
+    assert 0.35 < plain.float().mean() < 0.65 and 0.35 < (count > 0).float().mean() < 0.65
+    for c, k, m, p, t in zip(cls.tolist(), b["colour"].tolist(), count.tolist(), plain.tolist(), texts):
+        words = t.split()
+        assert ct.CLASS_WORDS[c] in words and (ct.COLOUR_WORDS[k] in words) != p
+        assert (m > 0) == any(w in words for w in ct.COUNT_WORDS)
+        assert m == 0 or (ct.COUNT_WORDS[m - 1] in words and count_allowed[c, m - 1])
+    cells = (b["image"].sum(1) > 0).reshape(400, 2, 14, 4, 14).permute(0, 1, 3, 2, 4).flatten(3).any(-1)
+    assert (cells.flatten(1).sum(1)[count > 0] == count[count > 0]).all()  # counting images hold `count` copies
+
+
+def test_image_encoder_paths_see_shape_and_colour_apart():
+    torch.manual_seed(0)
+    f_v = ct.ImageEncoder(width=8, d_out=32).eval()
+    x = _items(2)
+    red, blue = ct.render(x, torch.tensor([0, 0]), torch.zeros(2, dtype=torch.long)), \
+        ct.render(x, torch.tensor([4, 4]), torch.zeros(2, dtype=torch.long))
+    with torch.no_grad():
+        shape = lambda im: F.relu(f_v.shape_fc(f_v.shape(im.amax(1, keepdim=True)).flatten(1)))
+        assert torch.allclose(shape(red), shape(blue), atol=0.05)  # the shape path barely sees the tint
+        assert not torch.allclose(f_v(red), f_v(blue))  # the colour path does
 
 
 def test_toy_clip_shapes_and_eos_pooling(tok):
