@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-VERDICTS = ("correct", "not yet", "not written yet")
 # The message of a stub's NotImplementedError, as written by aria_utils.student.
 STUB_MESSAGE = re.compile(r"^(?P<name>\w+) is not written yet: (?P<hint>.+)$")
 _unwritten: dict[str, str] = {}  # functions last seen as stubs: name -> hint
@@ -38,6 +37,7 @@ def _leaves(x: Any, path: str = "") -> dict[str, Any]:
 
 
 def _as_array(x: Any) -> np.ndarray:
+    """A tensor (float64 or int64), an array, a number or a list of numbers as a NumPy array."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
         return (x.double() if x.is_floating_point() or x.dtype == torch.bool else x.long()).numpy()
@@ -90,9 +90,9 @@ def compare(got: Any, want: Any, tol: float) -> tuple[float, str]:
     return worst, ""
 
 
-def _one_line(message: BaseException) -> str:
-    text = str(message).strip().splitlines()
-    return f"{type(message).__name__}: {text[0][:160] if text else ''}"
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:160] if text else ''}"
 
 
 def check(name: str, got: Callable[[], Any], want: Any, *, against: str = "the reference", tol: float = 1e-6,
@@ -100,7 +100,8 @@ def check(name: str, got: Callable[[], Any], want: Any, *, against: str = "the r
     """Print one line: does `got()` equal `want` (a value, or a function of no argument giving it) within `tol`?
 
     Results may be tensors, arrays, numbers, bools or strings, nested in dicts, lists and tuples; the line
-    names the first part that differs (in `want`'s order), so name the parts after what they check.
+    names the first part that differs (in `want`'s order), so name the parts after what they check. When
+    `want` itself fails (cells above not run), the line says "cannot check yet" instead.
     """
     try:
         want = want() if callable(want) else want

@@ -39,7 +39,8 @@ BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION: (?P<hint>\S.*?)\s*$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
 DEF = re.compile(r"^(?P<indent>[ \t]*)def (?P<name>\w+)\(")
 YOUR_CODE = "# YOUR CODE HERE"
-STUB = re.compile(r'^[ \t]*# YOUR CODE HERE\n[ \t]*raise NotImplementedError\(\n[ \t]*"(?:[^"\\\n]|\\.)*"\)$', re.MULTILINE)
+STUB = re.compile(r'^[ \t]*# YOUR CODE HERE\n[ \t]*raise NotImplementedError\(\n[ \t]*"(?:[^"\\\n]|\\.)*"\)$',
+                  re.MULTILINE)  # what Region.stub writes
 SOLUTION = re.compile(r"\n*<details>\s*<summary>\s*Solution\s*</summary>.*?</details>\n*", re.DOTALL | re.IGNORECASE)
 NOTE_ID = "student-edition"
 
@@ -117,7 +118,9 @@ def student_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     note = nbformat.v4.new_markdown_cell(
         f"**Student edition.** Write the lines marked `{YOUR_CODE}` in {names}. The cell just after each one "
         "gives feedback: *correct*, *not yet* (with a hint) or *not written yet*. A cell that needs a function "
-        "you have not written yet says which one: write it, then run the cells from there again.", id=NOTE_ID)
+        "you have not written yet says which one: write it, then run the cells from there again. Trained models "
+        "are cached: if you change a function after a model was trained with it, delete the folder "
+        "`A.checkpoints.cache_dir()` to retrain.", id=NOTE_ID)
     at = 1 if cells and cells[0].cell_type == "markdown" else 0  # under the title
     out.cells = cells[:at] + [note] + cells[at:]
     return out
@@ -158,6 +161,7 @@ def build(paths: Sequence[Path], out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`make student`: write the student editions; exit 1 when no notebook has a marked region."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", help="numbers (08) or paths; default: all")
     default = Path(os.environ.get("ARIA_BUILD", repo_root() / "build")) / "student"

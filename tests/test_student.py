@@ -117,11 +117,10 @@ def test_student_feedback_says_not_written_not_yet_and_correct(stem, monkeypatch
     student = S.student_edition(inst)
     code = [c.source for c in inst.cells if c.cell_type == "code"]
     ns: dict = {}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(code[1], ns)  # the import cell: imports and A.setup
-        context = CONTEXT.get(stem, "")
-        for source in [context] if isinstance(context, str) else [next(s for s in code if line in s) for line in context]:
+    context = CONTEXT.get(stem, "")
+    sources = [context] if isinstance(context, str) else [next(s for s in code if line in s) for line in context]
+    with contextlib.redirect_stdout(io.StringIO()):
+        for source in [code[1]] + sources:  # the import cell (imports and A.setup), then the context
             exec(source, ns)
     variants = {"not written yet": student, "not yet": S.put_back(student, WRONG[stem]),
                 "correct": S.put_back(student, [r.text for r in regions])}
