@@ -84,10 +84,10 @@ def test_student_build_writes_nine_notebooks_without_solutions_or_outputs(tmp_pa
         assert not solutions & text, f"{stem}: exercise solution lines left: {sorted(solutions & text)[:3]}"
         assert "SOLUTION" not in "".join(c.source for c in stud.cells if c.cell_type == "code")
         assert "<summary>Solution" not in "".join(c.source for c in stud.cells)
-        code = [c for c in stud.cells if c.cell_type == "code"]
-        assert all(c.outputs == [] and c.execution_count is None and "execution" not in c.metadata for c in code)
+        cells = [c for c in stud.cells if c.cell_type == "code"]
+        assert all(c.outputs == [] and c.execution_count is None and "execution" not in c.metadata for c in cells)
         assert "widgets" not in stud.metadata
-        stubs = [m for c in code for m in S.STUB.findall(c.source)]
+        stubs = [m for c in cells for m in S.STUB.findall(c.source)]
         assert len(stubs) == len(regions)
 
 
