@@ -1,13 +1,14 @@
-# The two commands of the README:
+# The commands of the README:
 #   make run [SPEED=fast]   set up if needed, execute every notebook, write build/ (executed copies + summary)
 #   make test               set up if needed, pytest for aria_utils, then nbval over every notebook (fast)
+#   make student            the student edition of the notebooks in build/student/
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEED ?= full
 STAMP := $(VENV)/.aria-installed
 
-.PHONY: setup data run test lab store clean
+.PHONY: setup data run test lab store student clean
 
 setup: $(STAMP) data
 
@@ -36,6 +37,10 @@ test: setup
 	MPLBACKEND=Agg ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider tests
 	ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--durations=0 -o addopts="" notebooks
+
+# The student edition: build/student/NN_*.ipynb, each marked solution replaced by a stub (README, "Student edition").
+student: $(STAMP)
+	$(BIN)/python -m aria_utils.student
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

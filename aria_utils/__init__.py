@@ -1,5 +1,5 @@
 """Helpers for the ARIA lecture-4 notebooks: set-up, data, pretrained models, training, plots."""
-from . import plot, transformer
+from . import feedback, plot, transformer
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint, train_or_load
 from .data import (ANIMAL_CLASSES, FASHION_CLASSES, DatasetNotFound, load_animal_mnist, load_dataset,
                    load_fashion_mnist, load_mnist_subset, load_photo, make_canvas, per_class_subset, to_float,

@@ -88,8 +88,12 @@ def setup(notebook: str, seed: int = 0, threads: int | None = None, check_hub: b
     """Seed everything, pick the device, set CPU threads, read the speed; print one line.
 
     Sets `HF_HUB_OFFLINE=1` (before timm / open_clip are imported) when the hub is unreachable,
-    so that hub loaders fail at once instead of hanging.
+    so that hub loaders fail at once instead of hanging. In IPython, a function still to be written
+    (student edition) then reports in one line instead of a traceback (`aria_utils.feedback.install`).
     """
+    from . import feedback
+
+    feedback.install()
     os.environ["ARIA_NOTEBOOK"] = notebook
     online = hub_reachable() if check_hub else False
     if not online:
