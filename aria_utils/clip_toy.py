@@ -210,8 +210,8 @@ def _conv_block(a: int, b: int) -> nn.Sequential:
 class ImageEncoder(nn.Module):
     """f_v in two paths whose features are added, `[B, 3, 28, 56]` -> `[B, d_out]`.
 
-    The shape path is a small CNN on the intensity (the maximum over the colour channels): it cannot see the
-    colour. The colour path is an MLP on the item's mean colour: it cannot see the shape. The CNN keeps a left
+    The shape path is a small CNN on the intensity (the maximum over the colour channels, scaled so that the
+    brightest pixel is 1): it cannot see the colour, not even a tint's brightness. The colour path is an MLP on the item's mean colour: it cannot see the shape. The CNN keeps a left
     and a right half, so that the side survives.
     """
 
@@ -226,6 +226,7 @@ class ImageEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         intensity = x.amax(dim=1, keepdim=True)  # (B, 1, 28, 56)
         mean_colour = x.sum((2, 3)) / intensity.sum((2, 3)).clamp_min(1e-6)  # (B, 3): the tint, max channel ~1
+        intensity = intensity / intensity.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)  # brightest pixel: 1
         shape = F.relu(self.shape_fc(self.shape(intensity).flatten(1)))  # (B, d_out)
         return shape + F.relu(self.colour(mean_colour))  # (B, d_out)
 

@@ -107,8 +107,10 @@ def test_image_encoder_paths_see_shape_and_colour_apart():
     red, blue = ct.render(x, torch.tensor([0, 0]), torch.zeros(2, dtype=torch.long)), \
         ct.render(x, torch.tensor([4, 4]), torch.zeros(2, dtype=torch.long))
     with torch.no_grad():
-        shape = lambda im: F.relu(f_v.shape_fc(f_v.shape(im.amax(1, keepdim=True)).flatten(1)))
-        assert torch.allclose(shape(red), shape(blue), atol=0.05)  # the shape path barely sees the tint
+        i_red, i_blue = red.amax(1, keepdim=True), blue.amax(1, keepdim=True)
+        shape = lambda i: f_v.shape(i / i.amax(dim=(2, 3), keepdim=True)).flatten(1)
+        assert not torch.allclose(i_red, i_blue)  # the tints differ in brightness ...
+        assert torch.allclose(shape(i_red), shape(i_blue), atol=1e-5)  # ... which the shape path does not see
         assert not torch.allclose(f_v(red), f_v(blue))  # the colour path does
 
 
