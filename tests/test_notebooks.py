@@ -1,4 +1,5 @@
 """Every committed notebook has the series' shape and carries the outputs of one complete run."""
+import ast
 import re
 
 import nbformat
@@ -36,3 +37,32 @@ def test_notebook_shape(path):
     assert len(checks) == 1, "exactly one check cell"
     assert "A.record(" in "\n".join(code)
     assert "## Exercises" in md and "<details>" in md
+
+
+def _stray_value(text: str) -> bool:
+    """True for the repr of a bare number, bool, None or string (a value a cell left behind by accident)."""
+    text = text.strip()
+    if re.fullmatch(r"(np\.\w+|tensor)\(.*\)", text):  # np.float64(0.5), tensor(0.5)
+        return True
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text in ("nan", "inf", "-inf")
+    return value is None or isinstance(value, (bool, int, float, complex, str, bytes))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_stray_values_in_stored_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    stray = [(i, o.data["text/plain"][:40]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+             for o in c.outputs if o.output_type == "execute_result" and _stray_value(o.data.get("text/plain", ""))]
+    assert not stray, f"{path.name}: cells (index, value) end in a bare value; end them with `;` or print: {stray}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_error_or_warning_lines_in_stored_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    bad = [(i, line[:100]) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+           for o in c.outputs if o.output_type == "stream" and o.name == "stderr"
+           for line in o.text.splitlines() if line.strip()]
+    assert not bad, f"{path.name}: stored stderr lines (cell index, line): {bad[:3]}"
