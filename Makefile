@@ -34,7 +34,7 @@ store: setup
 
 test: setup
 	MPLBACKEND=Agg ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider tests
-	ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+	ARIA_HEADLESS=1 ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--durations=0 -o addopts="" notebooks
 
 lab: setup

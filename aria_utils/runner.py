@@ -42,6 +42,7 @@ def run_notebook(path: Path, speed: str, build: Path, timeout: int = 1800) -> tu
     nb = nbformat.read(path, as_version=4)
     os.environ["ARIA_SPEED"] = speed
     os.environ["ARIA_BUILD"] = str(build)
+    os.environ["ARIA_HEADLESS"] = "1"  # progress bars end in one text line: no frontend will draw widgets
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
