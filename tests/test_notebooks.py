@@ -32,6 +32,8 @@ def test_notebook_shape(path):
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {path.stem[:2]}")
     assert "google.colab" in code[0] and f'REPO_URL = "{A.REPO_URL}"' in code[0], "Colab cell differs from aria_utils.REPO_URL"
+    assert "{REPO_URL}" in code[0].split("print(", 1)[-1] and "returncode != 0" in code[0] and "SystemExit" in code[0], \
+        "the Colab cell must say which address it installs from and stop with a clear message when that fails"
     assert re.search(rf'A\.setup\("{path.stem}"', code[1]), "second code cell must call A.setup with the notebook's name"
     checks = [s for s in code if s.startswith("# NBVAL_CHECK_OUTPUT")]
     assert len(checks) == 1, "exactly one check cell"
@@ -66,3 +68,8 @@ def test_no_error_or_warning_lines_in_stored_outputs(path):
            for o in c.outputs if o.output_type == "stream" and o.name == "stderr"
            for line in o.text.splitlines() if line.strip()]
     assert not bad, f"{path.name}: stored stderr lines (cell index, line): {bad[:3]}"
+
+
+def test_colab_cells_are_identical():
+    first = {nbformat.read(p, as_version=4).cells[1].source for p in NOTEBOOKS}
+    assert len(first) == 1, "every notebook's Colab cell (its first code cell) should be the same text"
