@@ -1,13 +1,14 @@
 # The two commands of the README:
 #   make run [SPEED=fast]   set up if needed, execute every notebook, write build/ (executed copies + summary)
 #   make test               set up if needed, pytest for aria_utils, then nbval over every notebook (fast)
+# For maintainers: make store (outputs into notebooks/), make times (measured times into headers and README).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEED ?= full
 STAMP := $(VENV)/.aria-installed
 
-.PHONY: setup data run test lab store clean
+.PHONY: setup data run test lab store times clean
 
 setup: $(STAMP) data
 
@@ -31,6 +32,10 @@ run: setup
 # Execute in full speed and store the outputs in notebooks/ (what is committed).
 store: setup
 	$(BIN)/python -m aria_utils.runner --speed full --store
+
+# Rewrite the measured times (notebooks' headers, README table) from build/runs/, executing nothing.
+times:
+	$(BIN)/python -m aria_utils.runner --times
 
 test: setup
 	MPLBACKEND=Agg ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider tests

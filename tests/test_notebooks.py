@@ -6,7 +6,9 @@ import nbformat
 import pytest
 
 import aria_utils as A
+from aria_utils import timings
 from aria_utils.runner import notebook_paths
+from aria_utils.setup import repo_root
 
 NOTEBOOKS = notebook_paths()
 
@@ -71,5 +73,19 @@ def test_no_error_or_warning_lines_in_stored_outputs(path):
 
 
 def test_colab_cells_are_identical():
-    first = {nbformat.read(p, as_version=4).cells[1].source for p in NOTEBOOKS}
+    first = {next(c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code") for p in NOTEBOOKS}
     assert len(first) == 1, "every notebook's Colab cell (its first code cell) should be the same text"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_header_time_is_generated(path):
+    header = nbformat.read(path, as_version=4).cells[0].source
+    start, end = timings.HEADER_MARKS
+    assert header.count(start) == 1 and header.count(end) == 1, f"{path.name}: header needs {start} ... {end}"
+    assert not any(line.lstrip().startswith("<!--") for line in header.splitlines()), \
+        "a line starting with <!-- is an HTML block in Markdown: put text before the marker"
+
+
+def test_readme_timing_table_is_generated():
+    readme = (repo_root() / "README.md").read_text()
+    assert all(readme.count(m) == 1 for m in timings.TABLE_MARKS)
