@@ -89,3 +89,34 @@ def test_header_time_is_generated(path):
 def test_readme_timing_table_is_generated():
     readme = (repo_root() / "README.md").read_text()
     assert all(readme.count(m) == 1 for m in timings.TABLE_MARKS)
+
+
+# Figures that read as measured: decimals (0.55), percentages (51 %), durations (30 s), ratios (3 times faster),
+# and the phrase "stored run". Settings and constants go in code (`eps = 0.05`) or math ($\\tau = 0.2$), skipped here.
+MEASURED = re.compile(r"\d+\.\d+|\d+(?:[.,]\d+)?\s?%|\b\d+\s?(?:ms|s|min|minutes?|seconds?|hours?)\b"
+                      r"|\b\d+\s?(?:x|×|times) (?:faster|slower|less|more|fewer)\b|stored (?:full |fast )?run", re.I)
+ALLOWED = ("75 %", "75%", "Python 3.10–3.13")  # the lecture's (MAE's) mask ratio; the supported Pythons
+SKIPPED = [r"<!-- times -->.*?<!-- /times -->", r"```.*?```", r"\$\$.*?\$\$", r"\$[^$\n]+\$", r"`[^`\n]+`",
+           r"<!--.*?-->", r"\]\([^)]*\)"]  # generated times, code, math, comments, link targets
+
+
+def measured_figures(markdown: str) -> list[str]:
+    """Measured-looking figures in a markdown text, each with a little context."""
+    for pattern in SKIPPED:
+        markdown = re.sub(pattern, " ", markdown, flags=re.S)
+    for allowed in ALLOWED:
+        markdown = markdown.replace(allowed, " ")
+    return [markdown[max(0, m.start() - 40): m.end() + 10].replace("\n", " ") for m in MEASURED.finditer(markdown)]
+
+
+def test_measured_figures_are_found():
+    assert measured_figures("the probe gave 0.55, and 51 % of the attention; in the stored run it took 30 s")
+    assert not measured_figures("with $\\tau = 0.2$ and `eps = 0.05`, 75 % masked <!-- times -->full 4.2 s<!-- /times -->")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_markdown_states_no_measured_figures(path):
+    nb = nbformat.read(path, as_version=4)
+    found = [(i, f) for i, c in enumerate(nb.cells) if c.cell_type == "markdown" for f in measured_figures(c.source)]
+    assert not found, (f"{path.name}: markdown states measured figures (cell index, context); print them from the "
+                       f"values just computed, or write settings as code or math: {found}")
