@@ -1,14 +1,15 @@
 # The two commands of the README:
 #   make run [SPEED=fast]   set up if needed, execute every notebook, write build/ (executed copies + summary)
 #   make test               set up if needed, pytest for aria_utils, then nbval over every notebook (fast)
-# For maintainers: make store (outputs into notebooks/), make times (measured times into headers and README).
+# For maintainers: make store (outputs into notebooks/), make times (measured times into headers and README),
+#   make site (the reading edition in build/site/).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEED ?= full
 STAMP := $(VENV)/.aria-installed
 
-.PHONY: setup data run test lab store times clean
+.PHONY: setup data run test lab store times site clean
 
 setup: $(STAMP) data
 
@@ -36,6 +37,10 @@ store: setup
 # Rewrite the measured times (notebooks' headers, README table) from build/runs/, executing nothing.
 times:
 	$(BIN)/python -m aria_utils.runner --times
+
+# The reading edition: build/site/index.html and one NN_*.html per stored notebook, readable offline.
+site: setup
+	$(BIN)/python tools/build_site.py --out build/site
 
 test: setup
 	MPLBACKEND=Agg ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider tests
