@@ -2,14 +2,14 @@
 #   make run [SPEED=fast]   set up if needed, execute every notebook, write build/ (executed copies + summary)
 #   make test               set up if needed, pytest for aria_utils, then nbval over every notebook (fast)
 # For maintainers: make store (outputs into notebooks/), make times (measured times into headers and README),
-#   make site (the reading edition in build/site/).
+#   make site (the reading edition in build/site/), make browser-check (widgets in a real browser).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEED ?= full
 STAMP := $(VENV)/.aria-installed
 
-.PHONY: setup data run test lab store times site clean
+.PHONY: setup data run test lab store times site browser-check clean
 
 setup: $(STAMP) data
 
@@ -41,6 +41,11 @@ times:
 # The reading edition: build/site/index.html and one NN_*.html per stored notebook, readable offline.
 site: setup
 	$(BIN)/python tools/build_site.py --out build/site
+
+# Widgets in a real JupyterLab, in headless Chromium (not in CI): `make browser-check [NB="06 02"]`.
+# Needs Debian's chromium and `pip install playwright` in the venv; screenshots and report in build/browser/.
+browser-check: setup
+	$(BIN)/python tools/browser_check.py $(NB)
 
 test: setup
 	MPLBACKEND=Agg ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider tests
