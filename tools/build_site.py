@@ -30,26 +30,30 @@ WIDGET_NOTE = ('<p class="aria-note">Interactive widget: its controls work when 
 _NOTEBOOK_LINK = re.compile(r"\]\((?:notebooks/)?(\d\d_[\w-]+)\.ipynb(#[^)]*)?\)")
 
 
+def _stored_outputs(state: dict, model_id: str) -> list[dict]:
+    """What a stored `interact` widget drew: the outputs of its Output child."""
+    children = state.get(model_id, {}).get("state", {}).get("children", [])
+    models = [state.get(child.replace("IPY_MODEL_", ""), {}) for child in children]
+    return [o for m in models if m.get("model_name") == "OutputModel" for o in m.get("state", {}).get("outputs", [])]
+
+
 def static_widgets(nb: nbformat.NotebookNode) -> None:
-    """Replace each widget output by a note and the outputs it stored (an `interact`'s figure), or by its text."""
+    """Replace each widget output by a note and what it drew (an `interact`), or by its text (a progress bar)."""
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
         outputs = []
-        for out in cell.get("outputs", []):
+        for out in cell.outputs:
             view = out.get("data", {}).get(WIDGET_VIEW)
             if view is None:
                 outputs.append(out)
-                continue
-            children = state.get(view.get("model_id"), {}).get("state", {}).get("children", [])
-            stored = [o for ch in children for o in state.get(ch.replace("IPY_MODEL_", ""), {}).get("state", {})
-                      .get("outputs", []) if state.get(ch.replace("IPY_MODEL_", ""), {}).get("model_name") == "OutputModel"]
-            if out["data"].get("text/plain", "").startswith("interactive("):
-                outputs += [new_output("display_data", data={"text/html": WIDGET_NOTE})]
-                outputs += [nbformat.from_dict(o) for o in stored]
-            elif "text/plain" in out["data"]:  # e.g. a progress bar: its text
+            elif out["data"].get("text/plain", "").startswith("interactive("):
+                outputs.append(new_output("display_data", data={"text/html": WIDGET_NOTE}))
+                outputs += [nbformat.from_dict(o) for o in _stored_outputs(state, view.get("model_id", ""))]
+            elif "text/plain" in out["data"]:
                 outputs.append(new_output("display_data", data={"text/plain": out["data"]["text/plain"]}))
-        if cell.cell_type == "code":
-            cell.outputs = outputs
+        cell.outputs = outputs
 
 
 def html_links(nb: nbformat.NotebookNode) -> None:
@@ -88,12 +92,10 @@ def build(out: Path, notebooks: list[Path], readme: Path) -> list[Path]:
         html_links(nb)
         nb.metadata["title"] = nb.cells[0].source.splitlines()[0].lstrip("# ") if nb.cells else path.stem
         pages.append((path.stem, nb))
-    written = []
+    written, stems = [], [stem for stem, _ in pages]
     for i, (stem, nb) in enumerate(pages):
-        nav = {"aria_prev": (f"{pages[i - 1][0]}.html", pages[i - 1][0]) if i > 1 else None,
-               "aria_next": (f"{pages[i + 1][0]}.html", pages[i + 1][0]) if 0 < i < len(pages) - 1 else None}
-        if i == 0 and len(pages) > 1:
-            nav["aria_next"] = (f"{pages[1][0]}.html", pages[1][0])
+        nav = {"aria_prev": (f"{stems[i - 1]}.html", stems[i - 1]) if i > 1 else None,  # page 1's is the index
+               "aria_next": (f"{stems[i + 1]}.html", stems[i + 1]) if i + 1 < len(stems) else None}
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": stem}, **nav})
         (out / f"{stem}.html").write_text(body, encoding="utf-8")
         written.append(out / f"{stem}.html")
