@@ -30,13 +30,14 @@ def run_facts(nb: "nbformat.NotebookNode") -> dict:  # noqa: F821
 
 
 def quoted_records(build: Path) -> dict[tuple[str, str], dict]:
-    """(stem, speed) -> the record to quote: the latest cold run if any, else the latest successful run."""
+    """(stem, speed) -> the record to quote: the latest cold run if any, else the latest successful run.
+    Records without the run's facts (older runners) are skipped."""
     out: dict[tuple[str, str], dict] = {}
     runs = build / "runs"
     for path in sorted(runs.glob("*.json")) if runs.exists() else []:
         r = json.loads(path.read_text())
-        if r.get("status") != "ok" or r.get("speed") not in SPEEDS:
-            continue
+        if r.get("status") != "ok" or r.get("speed") not in SPEEDS or "cold" not in r:
+            continue  # failed, or written before the runner recorded how it ran
         key = (r["stem"], r["speed"])
         if path.name.endswith(".cold.json") or key not in out:
             out[key] = r

@@ -22,7 +22,10 @@ def test_cold_runs_are_quoted_before_later_warm_ones(tmp_path):
     _record(tmp_path, "98_tiny", "full", 240.0, cold=True, suffix=".cold")
     _record(tmp_path, "98_tiny", "full", 12.0, cold=False)          # a later re-run that loaded from cache/
     _record(tmp_path, "98_tiny", "fast", 30.0, status="FAILED: boom")
+    (tmp_path / "runs" / "97_old.full.json").write_text(json.dumps({"stem": "97_old", "speed": "full", "seconds": 9,
+                                                                   "status": "ok"}))  # an older runner's record
     rec = timings.quoted_records(tmp_path)
+    assert ("97_old", "full") not in rec
     assert rec[("98_tiny", "full")]["seconds"] == 240.0 and ("98_tiny", "fast") not in rec
     sentence = timings.header_sentence("98_tiny", rec)
     assert sentence == ("measured by the runner on a 2-core CPU, 2 threads, from an empty `cache/`: "
