@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import timings
+from .checkpoints import cache_dir
 from .io import atomic_write_text
 from .setup import SPEEDS, repo_root
 
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         write_times(build, notebook_paths(args.notebooks))
         print(timings.readme_table([p.stem for p in notebook_paths()], timings.quoted_records(build)))
         return 0
+    cached_before = {p.name for p in cache_dir().glob("*")} if cache_dir().exists() else set()
     rows = []
     for path in notebook_paths(args.notebooks):
         print(f"[run] {path.name} ({args.speed}) ...", flush=True)
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         status = "ok" if not error else f"FAILED: {error[:120]}"
         print(f"[run] {path.name}: {status} in {seconds:.0f} s -> {out}", flush=True)
         row = {"stem": path.stem, "speed": args.speed, "seconds": round(seconds, 1), "status": status,
-               "cpus": os.cpu_count(), **timings.run_facts(nb), "finished": time.strftime("%Y-%m-%d %H:%M")}
+               "cpus": os.cpu_count(), **timings.run_facts(nb, cached_before), "finished": time.strftime("%Y-%m-%d %H:%M")}
         atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.json", json.dumps(row))
         if row["cold"] and not error:
             atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.cold.json", json.dumps(row))

@@ -1,7 +1,7 @@
 """Measured wall times, generated from the runner's records, never typed.
 
 The runner writes one record per notebook and speed (`build/runs/<stem>.<speed>.json`, and a copy
-`<stem>.<speed>.cold.json` when the run loaded nothing from `cache/`). From them this module writes
+`<stem>.<speed>.cold.json` when the run loaded nothing that was in `cache/` before the runner started). From them this module writes
 the sentence between `<!-- times -->` and `<!-- /times -->` in each notebook's first cell and the
 table between `<!-- times-table -->` and `<!-- /times-table -->` in the README. A cold run is quoted
 when there is one (it includes the training), else the latest run, marked as having loaded from `cache/`.
@@ -20,13 +20,15 @@ TABLE_MARKS = ("<!-- times-table -->", "<!-- /times-table -->")
 _SETUP_LINE = re.compile(r"\| device=(\S+) \| threads=(\d+) \|")
 
 
-def run_facts(nb: "nbformat.NotebookNode") -> dict:  # noqa: F821
-    """What an executed notebook says about its run: device and threads (from the set-up line), and whether
-    it trained from scratch (`cold`: no `[cache] loaded` line)."""
+def run_facts(nb: "nbformat.NotebookNode", cached_before: set[str]) -> dict:  # noqa: F821
+    """What an executed notebook says about its run: device and threads (from the set-up line), and whether it
+    is `cold`: it loaded no checkpoint that was in `cache/` before the runner started (`cached_before`), so that
+    a notebook reusing what an earlier one trained in the same run still counts, as in a fresh `make run`."""
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     m = _SETUP_LINE.search(text)
+    loaded = set(re.findall(r"\[cache\] loaded (\S+)", text))
     return {"device": m.group(1) if m else "?", "threads": int(m.group(2)) if m else 0,
-            "cold": "[cache] loaded" not in text}
+            "cold": not loaded & cached_before}
 
 
 def quoted_records(build: Path) -> dict[tuple[str, str], dict]:
