@@ -2,13 +2,15 @@
 #   make run [SPEED=fast]   set up if needed, execute every notebook, write build/ (executed copies + summary)
 #   make test               set up if needed, pytest for aria_utils, then nbval over every notebook (fast)
 #   make student            the student edition of the notebooks in build/student/
+# For maintainers: make store (outputs into notebooks/), make times (measured times into headers and README),
+#   make site (the reading edition in build/site/), make browser-check (widgets in a real browser).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEED ?= full
 STAMP := $(VENV)/.aria-installed
 
-.PHONY: setup data run test lab store student clean
+.PHONY: setup data run test lab store student times site browser-check clean
 
 setup: $(STAMP) data
 
@@ -33,9 +35,22 @@ run: setup
 store: setup
 	$(BIN)/python -m aria_utils.runner --speed full --store
 
+# Rewrite the measured times (notebooks' headers, README table) from build/runs/, executing nothing.
+times:
+	$(BIN)/python -m aria_utils.runner --times
+
+# The reading edition: build/site/index.html and one NN_*.html per stored notebook, readable offline.
+site: setup
+	$(BIN)/python tools/build_site.py --out build/site
+
+# Widgets in a real JupyterLab, in headless Chromium (not in CI): `make browser-check [NB="06 02"]`.
+# Needs Debian's chromium and `pip install playwright` in the venv; screenshots and report in build/browser/.
+browser-check: setup
+	$(BIN)/python tools/browser_check.py $(NB)
+
 test: setup
 	MPLBACKEND=Agg ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider tests
-	ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+	ARIA_HEADLESS=1 ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--durations=0 -o addopts="" notebooks
 
 # The student edition: build/student/NN_*.ipynb, each marked solution replaced by a stub (README, "Student edition").

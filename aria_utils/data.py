@@ -150,11 +150,12 @@ def load_photo(name: str) -> np.ndarray:
     if name not in PHOTOS:
         raise ValueError(f"Unknown photo {name!r}; offline photos: {list(PHOTOS) + ['china', 'flower']}.")
     import skimage.data
+    from skimage.util import img_as_ubyte
 
-    img = getattr(skimage.data, name)()
+    img = img_as_ubyte(getattr(skimage.data, name)())  # bool (horse) -> 0/255, not 0/1
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
-    return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+    return np.ascontiguousarray(img[..., :3])
 
 
 def per_class_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:

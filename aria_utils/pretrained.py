@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,16 +109,46 @@ def top_k(model: nn.Module, batch: torch.Tensor, classes: list[str], k: int = 5)
     return [[(classes[i], float(v)) for v, i in zip(vr, ir)] for vr, ir in zip(vals.tolist(), idx.tolist())]
 
 
-def from_hub(loader: Callable[[], Any], what: str) -> Any:
-    """Run a hub loader (timm / open_clip / segment-anything); raise `HubUnavailable` with a clear message.
+@contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """Silence every logger for a while, without letting `logging.error()` install a root handler."""
+    root, null = logging.getLogger(), logging.NullHandler()
+    added = not root.handlers
+    if added:
+        root.addHandler(null)  # else the module-level logging.error() would call basicConfig()
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+        if added:
+            root.removeHandler(null)
 
-    Offline, `aria_utils.setup` has set `HF_HUB_OFFLINE=1`, so cached weights still load and
-    missing ones fail at once instead of hanging.
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of an error message, whole (not cut mid-word)."""
+    text = " ".join(text.split())
+    m = re.match(r"(.+?[.!?])(\s|$)", text)
+    return m.group(1) if m else text
+
+
+def from_hub(loader: Callable[[], Any], what: str) -> Any:
+    """Run a hub loader (timm / open_clip / segment-anything); raise `HubUnavailable` with a one-sentence reason.
+
+    The libraries' own log lines are silenced during the attempt. Offline, `aria_utils.setup` has set
+    `HF_HUB_OFFLINE=1`, so cached weights still load and missing ones fail at once instead of hanging.
     """
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     try:
-        return loader()
+        with _quiet_logging():
+            return loader()
     except Exception as e:  # hub libraries raise many kinds of errors when offline
-        where = "the hub is not reachable from here and the weights are not cached" if offline else "loading failed"
-        raise HubUnavailable(f"{what}: {where} ({type(e).__name__}: {str(e)[:200]}). "
-                             "Run this cell online once (the weights are then cached), or skip it.") from e
+        if isinstance(e, ImportError):
+            reason = f"the package that loads it is not installed ({_first_sentence(str(e))})"
+        elif offline:
+            reason = f"the model hub is not reachable from here and the weights are not cached ({type(e).__name__})"
+        else:
+            reason = f"loading failed ({type(e).__name__}: {_first_sentence(str(e))})"
+        raise HubUnavailable(f"{what}: {reason}. Run this cell online once (the weights are then cached), "
+                             "or skip it.") from e

@@ -24,8 +24,11 @@ def _clean(value: object) -> object:
     raise TypeError(f"record() takes a number, a string or a bool, not {type(value).__name__}")
 
 
-def record(name: str, value: object, notebook: str | None = None) -> object:
-    """Print `[metric] name = value` and add it to build/metrics/<notebook>.<speed>.json."""
+def record(name: str, value: object, notebook: str | None = None) -> None:
+    """Print `[metric] name = value` and add it to build/metrics/<notebook>.<speed>.json.
+
+    Returns nothing, so that a `record(...)` ending a cell leaves no stray value in its output.
+    """
     notebook = notebook or os.environ.get("ARIA_NOTEBOOK")
     if not notebook:
         raise RuntimeError("record() needs the notebook's name: call aria_utils.setup('NN_name') first.")
@@ -35,4 +38,3 @@ def record(name: str, value: object, notebook: str | None = None) -> object:
     data = json.loads(path.read_text()) if path.exists() else {}
     data[name] = value
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
-    return value

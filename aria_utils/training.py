@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from .progress import Progress
 
 LossFn = Callable[..., "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
 
@@ -82,7 +83,7 @@ def fit(model: nn.Module, tensors: Sequence[torch.Tensor], loss_fn: LossFn, *,
     g = torch.Generator().manual_seed(seed)
     hist = History()
     total = steps if steps is not None else (math.ceil(epochs * per_epoch) if epochs is not None else None)
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=True)
+    bar = Progress(total=total, desc=desc, unit="step", disable=not progress)
     start = time.perf_counter()
     order, pos = torch.randperm(n, generator=g), 0
 
@@ -129,6 +130,8 @@ def fit(model: nn.Module, tensors: Sequence[torch.Tensor], loss_fn: LossFn, *,
             bar.set_postfix(loss=f"{hist.loss[-1]:.4f}")
     hist.seconds = time.perf_counter() - start
     hist.epochs = hist.images / n
+    if hist.loss:
+        bar.set_postfix(loss=f"{hist.loss[-1]:.4f}")  # the final loss on the bar's last line
     bar.close()
     model.eval()
     return hist

@@ -88,3 +88,11 @@ def test_make_canvas_boxes_contain_masks():
         assert m.sum() > 0 and m[y0:y1, x0:x1].sum() == m.sum()
     with pytest.raises(ValueError, match="28x28"):
         A.make_canvas(torch.zeros(2, 32, 32), torch.zeros(2))
+
+
+def test_every_photo_is_uint8_rgb_with_full_range():
+    for name in list(A.data.PHOTOS) + ["china", "flower"]:
+        img = A.load_photo(name)
+        assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8, name
+        assert img.max() > 100, f"{name} is nearly black (a 0/1 image stored as bytes?)"
+    assert set(np.unique(A.load_photo("horse")).tolist()) == {0, 255}  # a boolean silhouette

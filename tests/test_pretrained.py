@@ -40,6 +40,25 @@ def test_hub_offline_fails_fast_with_a_clear_message(monkeypatch):
     assert time.perf_counter() - t < 30
 
 
+def test_hub_failure_is_quiet_and_its_reason_whole(capfd, monkeypatch):
+    import logging
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online: the reason quotes the library's first sentence, whole
+
+    def noisy_loader():
+        logging.error("Failed to download weights for tag 'x'")  # what open_clip does before raising
+        raise RuntimeError("Failed to download file (model.bin) for some/repo. Last error: a long story " + "x" * 300)
+
+    root_handlers = list(logging.getLogger().handlers)
+    with pytest.raises(A.HubUnavailable) as info:
+        A.from_hub(noisy_loader, "a model")
+    assert capfd.readouterr().err == ""  # the library's own log line is silenced
+    assert logging.getLogger().handlers == root_handlers  # and no root handler was installed meanwhile
+    msg = str(info.value)
+    assert msg.startswith("a model: loading failed (RuntimeError: Failed to download file (model.bin) for some/repo.)")
+    assert msg.endswith("or skip it.") and "Last error" not in msg
+
+
 def test_download_checked_refuses_bad_checksum(tmp_path):
     from aria_utils.io import download_checked
 

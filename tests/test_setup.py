@@ -44,7 +44,7 @@ def test_hub_check_does_not_hang(monkeypatch):
 
 def test_record_prints_and_writes_json(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("ARIA_SPEED", "fast")
-    A.record("acc", torch.tensor(0.123456))
+    assert A.record("acc", torch.tensor(0.123456)) is None  # a cell ending in record() shows no stray value
     A.record("n", 3)
     assert "[metric] acc = 0.1235" in capsys.readouterr().out
     data = json.loads((tmp_path / "build" / "metrics" / "test.fast.json").read_text())

@@ -1,0 +1,114 @@
+"""Measured wall times, generated from the runner's records, never typed.
+
+The runner writes one record per notebook and speed (`build/runs/<stem>.<speed>.json`, and a copy
+`<stem>.<speed>.cold.json` when the run loaded nothing that was in `cache/` before the runner started). From them this module writes
+the sentence between `<!-- times -->` and `<!-- /times -->` in each notebook's first cell and the
+table between `<!-- times-table -->` and `<!-- /times-table -->` in the README. A cold run is quoted
+when there is one (it includes the training), else the latest run, marked as having loaded from `cache/`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .io import atomic_write_text
+from .setup import SPEEDS
+
+HEADER_MARKS = ("<!-- times -->", "<!-- /times -->")
+TABLE_MARKS = ("<!-- times-table -->", "<!-- /times-table -->")
+_SETUP_LINE = re.compile(r"\| device=(\S+) \| threads=(\d+) \|")
+
+
+def run_facts(nb: "nbformat.NotebookNode", cached_before: set[str]) -> dict:  # noqa: F821
+    """What an executed notebook says about its run: device and threads (from the set-up line), and whether it
+    is `cold`: it loaded no checkpoint that was in `cache/` before the runner started (`cached_before`), so that
+    a notebook reusing what an earlier one trained in the same run still counts, as in a fresh `make run`."""
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    m = _SETUP_LINE.search(text)
+    loaded = set(re.findall(r"\[cache\] loaded (\S+)", text))
+    return {"device": m.group(1) if m else "?", "threads": int(m.group(2)) if m else 0,
+            "cold": not loaded & cached_before}
+
+
+def quoted_records(build: Path) -> dict[tuple[str, str], dict]:
+    """(stem, speed) -> the record to quote: the latest cold run if any, else the latest successful run.
+    Records without the run's facts (older runners) are skipped."""
+    out: dict[tuple[str, str], dict] = {}
+    runs = build / "runs"
+    for path in sorted(runs.glob("*.json")) if runs.exists() else []:
+        r = json.loads(path.read_text())
+        if r.get("status") != "ok" or r.get("speed") not in SPEEDS or "cold" not in r:
+            continue  # failed, or written before the runner recorded how it ran
+        key = (r["stem"], r["speed"])
+        if path.name.endswith(".cold.json") or key not in out:
+            out[key] = r
+    return out
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s} s" if s < 100 else f"{s // 60} min {s % 60} s"
+
+
+def _machine(r: dict) -> str:
+    threads = f"{r.get('threads', 0)} thread{'s' if r.get('threads', 0) != 1 else ''}"
+    if r.get("device", "cpu") == "cpu":
+        return f"a {r.get('cpus', '?')}-core CPU, {threads}"
+    return f"{r['device']} (host: {r.get('cpus', '?')} CPU cores, {threads})"
+
+
+def header_sentence(stem: str, records: dict[tuple[str, str], dict]) -> str:
+    """E.g. "measured on a 2-core CPU, 2 threads, from an empty `cache/`: `full` 4 min 2 s, `fast` 45 s"."""
+    found = {sp: records[(stem, sp)] for sp in ("full", "fast") if (stem, sp) in records}
+    if not found:
+        return "not measured yet"
+    machines = {_machine(r) for r in found.values()}
+    all_cold = all(r.get("cold") for r in found.values())
+    parts = []
+    for sp in ("full", "fast"):
+        r = found.get(sp)
+        if r is None:
+            parts.append(f"`{sp}` not measured yet")
+            continue
+        where = f" on {_machine(r)}" if len(machines) > 1 else ""
+        cache = "" if r.get("cold") else " (trained models loaded from `cache/`)"
+        parts.append(f"`{sp}` {_duration(r['seconds'])}{where}{cache}")
+    on = f" on {machines.pop()}" if len(machines) == 1 else ""
+    return f"measured by the runner{on}{', from an empty `cache/`' if all_cold else ''}: " + ", ".join(parts)
+
+
+def readme_table(stems: list[str], records: dict[tuple[str, str], dict]) -> str:
+    """The README's table: seconds per notebook and speed, with the machine of each row."""
+    heads = [s[:2] for s in stems]
+    lines = ["| speed | " + " | ".join(heads) + " | all | measured on |", "|---" * (len(heads) + 3) + "|"]
+    for sp in ("full", "fast"):
+        rows = [records.get((s, sp)) for s in stems]
+        cells = ["–" if r is None else f"{r['seconds']:.0f}" + ("" if r.get("cold") else "*") for r in rows]
+        total = f"{sum(r['seconds'] for r in rows):.0f}" if all(rows) else "–"
+        machines = "; ".join(sorted({_machine(r) for r in rows if r})) or "–"
+        lines.append(f"| `{sp}` | " + " | ".join(cells) + f" | {total} | {machines} |")
+    return ("\n".join(lines) + "\n\nSeconds, from the records in `build/runs/`: runs from an empty `cache/`, "
+            "except * (trained models loaded from `cache/`); – not measured yet.")
+
+
+def replace_marked(text: str, marks: tuple[str, str], new: str) -> str:
+    """Put `new` between the two markers (kept); raise ValueError when they are missing."""
+    start, end = marks
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"markers {start} ... {end} not found")
+    return text[: i + len(start)] + new + text[j:]
+
+
+def set_header_times(nb: "nbformat.NotebookNode", sentence: str) -> None:  # noqa: F821
+    """Write the times sentence into the notebook's first cell (its header)."""
+    nb.cells[0].source = replace_marked(nb.cells[0].source, HEADER_MARKS, sentence)
+
+
+def update_readme(readme: Path, stems: list[str], records: dict[tuple[str, str], dict]) -> None:
+    """Rewrite the README's timing table from the records."""
+    text = readme.read_text()
+    new = replace_marked(text, TABLE_MARKS, "\n" + readme_table(stems, records) + "\n")
+    if new != text:
+        atomic_write_text(readme, new)
