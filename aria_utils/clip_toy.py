@@ -222,12 +222,14 @@ class ImageEncoder(nn.Module):
                                    _conv_block(2 * w, 4 * w), nn.AdaptiveAvgPool2d((1, 2)))  # (B, 4w, 1, 2)
         self.shape_fc = nn.Linear(8 * w, d_out)
         self.colour = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, d_out))
+        self.shape.to(memory_format=torch.channels_last)  # about twice as fast on a CPU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         intensity = x.amax(dim=1, keepdim=True)  # (B, 1, 28, 56)
         mean_colour = x.sum((2, 3)) / intensity.sum((2, 3)).clamp_min(1e-6)  # (B, 3): the tint, max channel ~1
         intensity = intensity / intensity.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)  # brightest pixel: 1
-        shape = F.relu(self.shape_fc(self.shape(intensity).flatten(1)))  # (B, d_out)
+        shape = self.shape(intensity.contiguous(memory_format=torch.channels_last))  # (B, 4w, 1, 2)
+        shape = F.relu(self.shape_fc(shape.flatten(1)))  # (B, d_out)
         return shape + F.relu(self.colour(mean_colour))  # (B, d_out)
 
 
