@@ -5,7 +5,7 @@
 
 A copy of each notebook is opened in JupyterLab (autosave off: the repository's notebooks are never
 written), every cell is run with ARIA_SPEED=fast, then the first control of each `interact` widget is
-moved and the widget's output must change. Screenshots (before and after each move), the JupyterLab log
+moved, and each clickable image (ipyevents) is clicked; the widget's output must change. Screenshots (before and after each move), the JupyterLab log
 and report.json go to build/browser/. Needs Debian's chromium (/usr/bin/chromium) and
 `pip install playwright` (no browser download); not part of CI.
 """
@@ -40,7 +40,8 @@ def with_widgets(selection: list[str]) -> list[Path]:
 
 
 def start_lab(work: Path, out: Path) -> tuple[subprocess.Popen, str]:
-    """JupyterLab on a free local port, serving `work`, kernels with ARIA_SPEED=fast; return it and its base URL."""
+    """JupyterLab on a free local port, serving `work`, kernels with ARIA_SPEED=fast; return it and a URL
+    template with `{path}` (and the token) in it."""
     settings = out / "lab-settings"
     for name, value in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
@@ -60,11 +61,20 @@ def start_lab(work: Path, out: Path) -> tuple[subprocess.Popen, str]:
     for _ in range(120):
         try:
             socket.create_connection(("127.0.0.1", port), 1).close()
-            return lab, f"http://127.0.0.1:{port}/lab/tree/{{name}}?token={token}"
+            return lab, f"http://127.0.0.1:{port}/{{path}}?token={token}"
         except OSError:
             time.sleep(1)
     lab.terminate()
     raise SystemExit(f"JupyterLab did not start; see {out / 'lab.log'}")
+
+
+def shut_down_kernels(url: str) -> None:
+    """Stop every kernel of the JupyterLab server (the next notebook gets the CPU to itself)."""
+    import urllib.request
+
+    for k in json.loads(urllib.request.urlopen(url.format(path="api/kernels"), timeout=30).read()):
+        req = urllib.request.Request(url.format(path=f"api/kernels/{k['id']}"), method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()
 
 
 def run_all(page, timeout: float) -> float:
@@ -139,6 +149,30 @@ def check_widgets(page, stem: str, out: Path, wait: float) -> list[dict]:
     return results
 
 
+def check_clicks(page, stem: str, out: Path, wait: float) -> list[dict]:
+    """Click each clickable image (an ipyevents-watched `widgets.Image` beside an output); the output must change."""
+    results = []
+    boxes = page.locator(".widget-vbox:has(> .widget-image):has(> .widget-output)")
+    for i in range(boxes.count()):
+        box = boxes.nth(i)
+        box.scroll_into_view_if_needed()
+        image, output = box.locator("> .widget-image").first, box.locator("> .widget-output").first
+        before = output.inner_html()
+        box.screenshot(path=str(out / f"{stem}.click{i + 1}.before.png"))
+        size = image.bounding_box()
+        image.click(position={"x": 0.3 * size["width"], "y": 0.3 * size["height"]})
+        start, changed = time.time(), False
+        while time.time() - start < wait and not changed:
+            page.wait_for_timeout(500)
+            changed = output.inner_html() != before and not page.locator(".jp-InputPrompt", has_text="[*]").count()
+        page.wait_for_timeout(1000)
+        box.screenshot(path=str(out / f"{stem}.click{i + 1}.after.png"))
+        results.append({"notebook": stem, "widget": f"click {i + 1}", "moved": "clicked the image at (0.3, 0.3)",
+                        "output_changed": changed, "seconds": round(time.time() - start, 1)})
+        print(f"[browser] {stem} clickable image {i + 1}: output {'changed' if changed else 'did NOT change'}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", help="numbers (06) or paths; default: every notebook with a widget")
@@ -163,14 +197,16 @@ def main(argv: list[str] | None = None) -> int:
                 "--disable-component-update", "--disable-sync"])
             for path in paths:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(url.format(name=path.name), timeout=120_000)
+                # a workspace of its own, reset: only this notebook's tab is open
+                page.goto(url.format(path=f"lab/workspaces/{path.stem}/tree/{path.name}") + "&reset", timeout=120_000)
                 entry = {"notebook": path.stem}
                 try:
                     entry["run_s"] = round(run_all(page, args.timeout), 1)
                     stderr = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
                     entry["stderr"] = [t[:300] for t in stderr.all_inner_texts()]
                     page.screenshot(path=str(args.out / f"{path.stem}.after_run.png"))
-                    entry["widgets"] = check_widgets(page, path.stem, args.out, args.wait)
+                    entry["widgets"] = (check_widgets(page, path.stem, args.out, args.wait)
+                                        + check_clicks(page, path.stem, args.out, args.wait))
                 except Exception as e:  # a notebook that fails is reported, the others still run
                     entry["failure"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
                     page.screenshot(path=str(args.out / f"{path.stem}.failure.png"))
@@ -178,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{len(entry.get('stderr', []))} stderr outputs{', ' + entry['failure'] if 'failure' in entry else ''}")
                 report.append(entry)
                 page.close()
+                shut_down_kernels(url)
             browser.close()
     finally:
         lab.terminate()
