@@ -125,6 +125,15 @@ def move_first_control(widget) -> str:
     return f"text {label!r}: {value!r} -> {text.input_value()!r}"
 
 
+def wait_for_change(page, output, before: str, wait: float) -> tuple[bool, float]:
+    """Wait up to `wait` seconds for `output` to differ from `before` with no cell running; (changed, seconds)."""
+    start, changed = time.time(), False
+    while time.time() - start < wait and not changed:
+        page.wait_for_timeout(500)
+        changed = output.inner_html() != before and not page.locator(".jp-InputPrompt", has_text="[*]").count()
+    return changed, round(time.time() - start, 1)
+
+
 def check_widgets(page, stem: str, out: Path, wait: float) -> list[dict]:
     """Move each widget's first control; its output must change within `wait` seconds."""
     results = []
@@ -137,14 +146,11 @@ def check_widgets(page, stem: str, out: Path, wait: float) -> list[dict]:
         before = output.inner_html()
         cell.screenshot(path=str(out / f"{stem}.widget{i + 1}.before.png"))
         move = move_first_control(w)
-        start, changed = time.time(), False
-        while time.time() - start < wait and not changed:
-            page.wait_for_timeout(500)
-            changed = output.inner_html() != before and not page.locator(".jp-InputPrompt", has_text="[*]").count()
+        changed, seconds = wait_for_change(page, output, before, wait)
         page.wait_for_timeout(1000)  # let the new figure finish drawing
         cell.screenshot(path=str(out / f"{stem}.widget{i + 1}.after.png"))
         results.append({"notebook": stem, "widget": i + 1, "moved": move, "output_changed": changed,
-                        "seconds": round(time.time() - start, 1)})
+                        "seconds": seconds})
         print(f"[browser] {stem} widget {i + 1}: {move}; output {'changed' if changed else 'did NOT change'}")
     return results
 
@@ -161,14 +167,11 @@ def check_clicks(page, stem: str, out: Path, wait: float) -> list[dict]:
         box.screenshot(path=str(out / f"{stem}.click{i + 1}.before.png"))
         size = image.bounding_box()
         image.click(position={"x": 0.3 * size["width"], "y": 0.3 * size["height"]})
-        start, changed = time.time(), False
-        while time.time() - start < wait and not changed:
-            page.wait_for_timeout(500)
-            changed = output.inner_html() != before and not page.locator(".jp-InputPrompt", has_text="[*]").count()
+        changed, seconds = wait_for_change(page, output, before, wait)
         page.wait_for_timeout(1000)
         box.screenshot(path=str(out / f"{stem}.click{i + 1}.after.png"))
         results.append({"notebook": stem, "widget": f"click {i + 1}", "moved": "clicked the image at (0.3, 0.3)",
-                        "output_changed": changed, "seconds": round(time.time() - start, 1)})
+                        "output_changed": changed, "seconds": seconds})
         print(f"[browser] {stem} clickable image {i + 1}: output {'changed' if changed else 'did NOT change'}")
     return results
 
