@@ -71,6 +71,35 @@ class ViT(nn.Module):
                           for i in range(0, len(x), batch_size)])
 
 
+class HybridViT(ViT):
+    """The ViT paper's hybrid (section 3.1): the tokens are the cells of a small CNN's feature map
+    instead of linearly embedded patches. Here `E` is that CNN: log2(P) convolutions 3 x 3 with
+    stride 2 (BatchNorm and ReLU between), so each of the N = (S/P)^2 tokens sits on one P x P patch
+    and sees it with a margin of neighbouring pixels. Everything after the tokens is the ViT's."""
+
+    def __init__(self, *, image_size: int, patch: int = 8, in_channels: int = 1, d: int = 64, depth: int = 4,
+                 H: int = 4, m: int | None = None, n_classes: int = 10, dropout: float = 0.0,
+                 width: int = 16) -> None:
+        k = patch.bit_length() - 1
+        if patch < 2 or 2 ** k != patch:
+            raise ValueError(f"patch={patch} must be a power of two (one stride-2 convolution per halving).")
+        super().__init__(image_size=image_size, patch=patch, in_channels=in_channels, d=d, depth=depth, H=H, m=m,
+                         n_classes=n_classes, dropout=dropout)
+        chans = [in_channels] + [width * 2 ** i for i in range(k - 1)]
+        layers: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+        self.E = nn.Sequential(*layers, nn.Conv2d(chans[-1], d, 3, stride=2, padding=1))  # (B, d, S/P, S/P)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Images `[B, C, S, S]` -> `[B, N + 1, d]`: the CNN's feature map read row by row, then as in the ViT."""
+        if x.ndim != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
+            raise ValueError(f"expected images [B, {self.in_channels}, {self.image_size}, {self.image_size}], "
+                             f"got {tuple(x.shape)}.")
+        z = self.E(x).flatten(2).transpose(1, 2)  # (B, N, d)
+        return torch.cat([self.x_class.expand(len(x), -1, -1), z], dim=1) + self.E_pos
+
+
 def attention_rollout(alphas: torch.Tensor, residual: float = 0.5) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema, 2020): per layer, average the heads, mix with the identity
     (`residual` weight, for the skip connection), renormalise rows, multiply through the layers.
