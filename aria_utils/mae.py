@@ -11,7 +11,6 @@ Reproduce the committed checkpoint (one CPU thread):
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from .transformer import TransformerBlock, sinusoidal_positions
+from .vit import patchify, unpatchify  # the patch cutter lives with the ViT; MAE builds on it
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mae_fashion.pt"
 # Fashion-MNIST pixel statistics (training set, pixels in [0, 1]): inputs are standardised with them.
@@ -30,27 +30,6 @@ FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 
 
 # helpers
-
-def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
-    """Images `[B, C, H, W]` -> patches `[B, L, p*p*C]`, row-major over the patch grid."""
-    B, C, H, W = x.shape
-    if H % p or W % p:
-        raise ValueError(f"image size {H}x{W} is not a multiple of the patch size p={p}.")
-    h, w = H // p, W // p
-    x = x.reshape(B, C, h, p, w, p)  # (B, C, h, p, w, p)
-    x = x.permute(0, 2, 4, 3, 5, 1)  # (B, h, w, p, p, C)
-    return x.reshape(B, h * w, p * p * C)  # (B, L, p*p*C)
-
-
-def unpatchify(patches: torch.Tensor, p: int, C: int = 1) -> torch.Tensor:
-    """Patches `[B, L, p*p*C]` -> images `[B, C, H, W]` (square grid), the inverse of `patchify`."""
-    B, L, D = patches.shape
-    h = int(round(math.sqrt(L)))
-    if h * h != L or D != p * p * C:
-        raise ValueError(f"cannot unpatchify {tuple(patches.shape)} with p={p}, C={C} (need a square grid).")
-    x = patches.reshape(B, h, h, p, p, C)  # (B, h, w, p, p, C)
-    x = x.permute(0, 5, 1, 3, 2, 4)  # (B, C, h, p, w, p)
-    return x.reshape(B, C, h * p, h * p)
 
 
 def random_masking(z: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None

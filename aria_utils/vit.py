@@ -1,4 +1,5 @@
-"""A small Vision Transformer (the lecture's figure), attention rollout, and attention maps of timm ViTs.
+"""Patches (the package's one patch cutter; MAE builds on it), a small Vision Transformer (the lecture's
+figure) and its hybrid, attention rollout, and attention maps of timm ViTs.
 
 Notebook 07 writes the ViT's forward pass step by step and the rollout by hand, and shows that they
 equal these. Shapes: B batch, C channels, S image side, P patch side, N = (S/P)^2 patches,
@@ -6,14 +7,36 @@ n = N + 1 tokens (class token first), d width, H heads, L layers.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .mae import patchify  # the one patch cutter of the package (05 and 07)
 from .transformer import TransformerBlock
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Images `[B, C, H, W]` -> patches `[B, L, p*p*C]`, row-major over the patch grid."""
+    B, C, H, W = x.shape
+    if H % p or W % p:
+        raise ValueError(f"image size {H}x{W} is not a multiple of the patch size p={p}.")
+    h, w = H // p, W // p
+    x = x.reshape(B, C, h, p, w, p)  # (B, C, h, p, w, p)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # (B, h, w, p, p, C)
+    return x.reshape(B, h * w, p * p * C)  # (B, L, p*p*C)
+
+
+def unpatchify(patches: torch.Tensor, p: int, C: int = 1) -> torch.Tensor:
+    """Patches `[B, L, p*p*C]` -> images `[B, C, H, W]` (square grid), the inverse of `patchify`."""
+    B, L, D = patches.shape
+    h = int(round(math.sqrt(L)))
+    if h * h != L or D != p * p * C:
+        raise ValueError(f"cannot unpatchify {tuple(patches.shape)} with p={p}, C={C} (need a square grid).")
+    x = patches.reshape(B, h, h, p, p, C)  # (B, h, w, p, p, C)
+    x = x.permute(0, 5, 1, 3, 2, 4)  # (B, C, h, p, w, p)
+    return x.reshape(B, C, h * p, h * p)
 
 
 class ViT(nn.Module):
