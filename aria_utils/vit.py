@@ -62,12 +62,16 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, n_classes)  # MLP head (one linear layer)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images `[B, C, S, S]` -> one embedded patch per token `[B, N, d]`: x_p^i E."""
+        return self.E(patchify(x, self.P))
+
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Images `[B, C, S, S]` -> input tokens `[B, N + 1, d]` (class token first, positions added)."""
         if x.ndim != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
             raise ValueError(f"expected images [B, {self.in_channels}, {self.image_size}, {self.image_size}], "
                              f"got {tuple(x.shape)}.")
-        z = self.E(patchify(x, self.P))  # (B, N, d)
+        z = self.embed(x)  # (B, N, d)
         cls = self.x_class.expand(len(x), -1, -1)  # (B, 1, d)
         return torch.cat([cls, z], dim=1) + self.E_pos  # (B, N + 1, d)
 
@@ -114,13 +118,9 @@ class HybridViT(ViT):
             layers += [nn.Conv2d(a, b, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
         self.E = nn.Sequential(*layers, nn.Conv2d(chans[-1], d, 3, stride=2, padding=1))  # (B, d, S/P, S/P)
 
-    def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Images `[B, C, S, S]` -> `[B, N + 1, d]`: the CNN's feature map read row by row, then as in the ViT."""
-        if x.ndim != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
-            raise ValueError(f"expected images [B, {self.in_channels}, {self.image_size}, {self.image_size}], "
-                             f"got {tuple(x.shape)}.")
-        z = self.E(x).flatten(2).transpose(1, 2)  # (B, N, d)
-        return torch.cat([self.x_class.expand(len(x), -1, -1), z], dim=1) + self.E_pos
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images `[B, C, S, S]` -> `[B, N, d]`: the CNN's feature map read row by row (then as in the ViT)."""
+        return self.E(x).flatten(2).transpose(1, 2)
 
 
 def attention_rollout(alphas: torch.Tensor, residual: float = 0.5) -> torch.Tensor:

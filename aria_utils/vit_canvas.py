@@ -18,13 +18,12 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .data import load_fashion_mnist, make_canvas
 from .setup import repo_root
-from .training import fit
-from .vit import HybridViT, ViT
+from .training import classification_loss, fit
+from .vit import HybridViT
 
 # The canvases: items shrunk to 16-26 px (scale x 48) at random places; train and test placements differ by seed.
 CANVAS: dict[str, Any] = {"S": 48, "scale": (0.33, 0.55), "seed_train": 1, "seed_test": 2}
@@ -56,10 +55,11 @@ def small_cnn(n_classes: int = 10, width: int = 16) -> nn.Sequential:
                          nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * w, n_classes))
 
 
-def flip_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with a random horizontal flip of half the batch (a garment mirrored is the same garment)."""
+def flip_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """`classification_loss` with a random horizontal flip of half the batch (a garment mirrored is the same
+    garment)."""
     flip = torch.rand(len(x), 1, 1, 1) < 0.5
-    return F.cross_entropy(model(torch.where(flip, x.flip(-1), x)), y)
+    return classification_loss(model, torch.where(flip, x.flip(-1), x), y)
 
 
 def train_classifier(model: nn.Module, train: dict[str, torch.Tensor], steps: int, *, seconds: float | None = None,
