@@ -134,6 +134,18 @@ def wait_for_change(page, output, before: str, wait: float) -> tuple[bool, float
     return changed, round(time.time() - start, 1)
 
 
+def act_and_watch(page, frame, output, act, shots: Path, wait: float) -> tuple[object, bool, float]:
+    """Screenshot `frame`, run `act()`, wait for `output` to change, let the figure finish drawing, screenshot
+    again (`<shots>.before.png`, `<shots>.after.png`); return (what `act` returned, changed, seconds)."""
+    before = output.inner_html()
+    frame.screenshot(path=f"{shots}.before.png")
+    done = act()
+    changed, seconds = wait_for_change(page, output, before, wait)
+    page.wait_for_timeout(1000)
+    frame.screenshot(path=f"{shots}.after.png")
+    return done, changed, seconds
+
+
 def check_widgets(page, stem: str, out: Path, wait: float) -> list[dict]:
     """Move each widget's first control; its output must change within `wait` seconds."""
     results = []
@@ -143,12 +155,8 @@ def check_widgets(page, stem: str, out: Path, wait: float) -> list[dict]:
         w.scroll_into_view_if_needed()
         cell = w.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-CodeCell ')]").first
         output = w.locator(".widget-output").first
-        before = output.inner_html()
-        cell.screenshot(path=str(out / f"{stem}.widget{i + 1}.before.png"))
-        move = move_first_control(w)
-        changed, seconds = wait_for_change(page, output, before, wait)
-        page.wait_for_timeout(1000)  # let the new figure finish drawing
-        cell.screenshot(path=str(out / f"{stem}.widget{i + 1}.after.png"))
+        move, changed, seconds = act_and_watch(page, cell, output, lambda: move_first_control(w),
+                                               out / f"{stem}.widget{i + 1}", wait)
         results.append({"notebook": stem, "widget": i + 1, "moved": move, "output_changed": changed,
                         "seconds": seconds})
         print(f"[browser] {stem} widget {i + 1}: {move}; output {'changed' if changed else 'did NOT change'}")
@@ -163,13 +171,10 @@ def check_clicks(page, stem: str, out: Path, wait: float) -> list[dict]:
         box = boxes.nth(i)
         box.scroll_into_view_if_needed()
         image, output = box.locator("> .widget-image").first, box.locator("> .widget-output").first
-        before = output.inner_html()
-        box.screenshot(path=str(out / f"{stem}.click{i + 1}.before.png"))
         size = image.bounding_box()
-        image.click(position={"x": 0.3 * size["width"], "y": 0.3 * size["height"]})
-        changed, seconds = wait_for_change(page, output, before, wait)
-        page.wait_for_timeout(1000)
-        box.screenshot(path=str(out / f"{stem}.click{i + 1}.after.png"))
+        _, changed, seconds = act_and_watch(
+            page, box, output, lambda: image.click(position={"x": 0.3 * size["width"], "y": 0.3 * size["height"]}),
+            out / f"{stem}.click{i + 1}", wait)
         results.append({"notebook": stem, "widget": f"click {i + 1}", "moved": "clicked the image at (0.3, 0.3)",
                         "output_changed": changed, "seconds": seconds})
         print(f"[browser] {stem} clickable image {i + 1}: output {'changed' if changed else 'did NOT change'}")
