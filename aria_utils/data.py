@@ -158,6 +158,37 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
+PHOTO_CLASSES = ("astronaut", "chelsea", "coffee", "rocket", "china", "flower", "brick", "grass", "gravel", "camera")
+
+
+def photo_crops(n_per_class: int, split: str = "train", side: int = 32, stripes: int = 6,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random square crops of ten offline photographs, the class being the photograph (`PHOTO_CLASSES`).
+
+    Each photo is cut into `stripes` horizontal bands; `train` crops lie inside the even bands, `test` crops
+    inside the odd ones, so no test pixel is ever seen in training. A crop is 32-64 px (at most a band's
+    height), anywhere along its band, resized to `side` px. Returns uint8 `[N, 3, side, side]` and labels `[N]`.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}: use 'train' or 'test'.")
+    g = torch.Generator().manual_seed(2 * seed + (split == "test"))
+    xs, ys = [], []
+    for c, name in enumerate(PHOTO_CLASSES):
+        img = torch.tensor(load_photo(name)).permute(2, 0, 1).float()  # [3, H, W]
+        H, W = img.shape[1:]
+        band = H // stripes
+        bands = [b for b in range(stripes) if b % 2 == (split == "test")]
+        for _ in range(n_per_class):
+            b = bands[int(torch.randint(len(bands), (1,), generator=g))]
+            k = int(torch.randint(32, min(64, band) + 1, (1,), generator=g))
+            y0 = b * band + int(torch.randint(0, band - k + 1, (1,), generator=g))
+            x0 = int(torch.randint(0, W - k + 1, (1,), generator=g))
+            crop = img[None, :, y0:y0 + k, x0:x0 + k]
+            xs.append(F.interpolate(crop, size=(side, side), mode="bilinear", antialias=True, align_corners=False)[0])
+            ys.append(c)
+    return torch.stack(xs).round().clamp(0, 255).to(torch.uint8), torch.tensor(ys)
+
+
 def per_class_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """Indices of `n` examples per class, chosen deterministically from `seed` (sorted)."""
     labels = torch.as_tensor(labels)

@@ -8,14 +8,13 @@ tail trains the model.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import to_imagenet
-from .training import predict
+from .data import per_class_subset, to_imagenet
 
 
 def flat_blocks(model: nn.Module) -> list[nn.Module]:
@@ -65,28 +64,34 @@ def imagenet_batch(size: int, channels_last: bool = True) -> Callable[[torch.Ten
 
 
 @torch.no_grad()
-def cache_activations(trunk: nn.Module, images: torch.Tensor, size: int, batch_size: int = 256,
-                      flip: bool = False) -> torch.Tensor:
-    """The frozen trunk's output for all `images`, computed once (eval mode); `flip=True` mirrors them first."""
-    trunk.eval()
-    tf = imagenet_batch(size)
-    return predict(trunk, images, batch_size, (lambda x: tf(x.flip(-1))) if flip else tf).contiguous()
+def cache_stages(model: nn.Module, images: torch.Tensor, size: int, splits: Sequence[int],
+                 batch_size: int = 256) -> tuple[dict[int, torch.Tensor], dict[str, torch.Tensor]]:
+    """One frozen forward pass (eval mode) over `images`, keeping what the transfer strategies train on.
 
-
-@torch.no_grad()
-def pooled_stage_features(model: nn.Module, images: torch.Tensor, size: int,
-                          batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Globally averaged output of every stage and of the head conv: `{"stage 1": [N, 16], ..., "head": [N, 1280]}`."""
+    Returns `(spatial, pooled)`: `spatial[k]` is the input of flat block k (the output of
+    `split_efficientnet(model, k)[0]`) for each k in `splits`; `pooled` holds the globally averaged output
+    of every stage and of the head conv, `{"stage 1": [N, 16], ..., "head": [N, 1280]}`.
+    """
+    blocks = flat_blocks(model)
+    if any(not 0 < k <= len(blocks) for k in splits):
+        raise ValueError(f"split points {list(splits)} must lie in 1..{len(blocks)}.")
+    ends = stage_ends(model)
     model.eval()
     tf = imagenet_batch(size)
-    outs: dict[str, list[torch.Tensor]] = {}
+    spatial: dict[int, list[torch.Tensor]] = {k: [] for k in splits}
+    pooled: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(images), batch_size):
         h = model.bn1(model.conv_stem(tf(images[i: i + batch_size])))
-        for s, stage in enumerate(model.blocks):
-            h = stage(h)
-            outs.setdefault(f"stage {s + 1}", []).append(h.mean((2, 3)))
-        outs.setdefault("head", []).append(model.global_pool(model.bn2(model.conv_head(h))))
-    return {k: torch.cat(v) for k, v in outs.items()}
+        for j, block in enumerate(blocks):
+            if j in spatial:
+                spatial[j].append(h.contiguous())
+            h = block(h)
+            if j + 1 in ends:
+                pooled.setdefault(f"stage {ends.index(j + 1) + 1}", []).append(h.mean((2, 3)))
+        if len(blocks) in spatial:
+            spatial[len(blocks)].append(h.contiguous())
+        pooled.setdefault("head", []).append(model.global_pool(model.bn2(model.conv_head(h))))
+    return {k: torch.cat(v) for k, v in spatial.items()}, {k: torch.cat(v) for k, v in pooled.items()}
 
 
 @torch.no_grad()
@@ -117,21 +122,26 @@ def random_shift_flip(x: torch.Tensor, max_shift: int = 2, generator: torch.Gene
     return x
 
 
-TARGETS = ("fashion_mnist", "oxford_pets")
+TARGETS = ("fashion_mnist", "photo_crops", "oxford_pets")
 
 
 def load_target(name: str = "fashion_mnist", size: int = 64) -> dict[str, object]:
     """A labelled target problem: `x_train, y_train, x_test, y_test` (uint8 images) and `classes`.
 
-    `fashion_mnist` works offline (grey `[N, 28, 28]`); `oxford_pets` (37 breeds, about 100 training
-    images per class) is downloaded by torchvision and resized to RGB `[N, 3, size, size]`.
+    Offline: `fashion_mnist` (grey `[N, 28, 28]`) and `photo_crops` (RGB `[N, 3, 32, 32]`, `data.photo_crops`:
+    1000 training and 200 test crops per photo). Online: `oxford_pets` (37 breeds, about 100 training images
+    per class), downloaded by torchvision and resized to RGB `[N, 3, size, size]`.
     """
-    from .data import FASHION_CLASSES, DatasetNotFound, data_dir, load_fashion_mnist
+    from .data import FASHION_CLASSES, PHOTO_CLASSES, DatasetNotFound, data_dir, load_fashion_mnist, photo_crops
 
     if name == "fashion_mnist":
         x_tr, y_tr = load_fashion_mnist("train")
         x_te, y_te = load_fashion_mnist("test")
         return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te, "classes": list(FASHION_CLASSES)}
+    if name == "photo_crops":
+        x_tr, y_tr = photo_crops(1000, "train")
+        x_te, y_te = photo_crops(200, "test")
+        return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te, "classes": list(PHOTO_CLASSES)}
     if name == "oxford_pets":
         import numpy as np
         from torchvision.datasets import OxfordIIITPet
@@ -149,6 +159,19 @@ def load_target(name: str = "fashion_mnist", size: int = 64) -> dict[str, object
             out["classes"] = list(ds.classes)
         return out
     raise ValueError(f"Unknown target dataset {name!r}; use one of {TARGETS}.")
+
+
+def labelled_pool(data: dict[str, object], budgets: Sequence[int], n_test: int, seed: int = 0) -> dict[str, object]:
+    """Nested label budgets and a fixed test set drawn from `load_target`'s output.
+
+    Returns `x_lab, y_lab` (the largest budget, n per class), `pos[n]` (the rows of `x_lab` that form the
+    n-per-class subset; the smaller budgets are inside the larger ones) and `x_test, y_test` (n_test per class).
+    """
+    lab_idx = per_class_subset(data["y_train"], max(budgets), seed=seed)
+    test_idx = per_class_subset(data["y_test"], n_test, seed=seed + 1)
+    pos = {n: torch.searchsorted(lab_idx, per_class_subset(data["y_train"], n, seed=seed)) for n in budgets}
+    return {"x_lab": data["x_train"][lab_idx], "y_lab": data["y_train"][lab_idx], "pos": pos,
+            "x_test": data["x_test"][test_idx], "y_test": data["y_test"][test_idx]}
 
 
 class BatchNormFrozen(nn.Module):

@@ -53,7 +53,7 @@ def test_freeze_keeps_weights_and_bn_stats_while_tail_trains(net):
     tail_before = [p.clone() for p in tail.parameters()]
     assert T.count_params(trunk, trainable_only=True) == 0
     opt = torch.optim.SGD([p for p in tail.parameters() if p.requires_grad], lr=0.1)
-    h = T.cache_activations(trunk, torch.randint(0, 255, (8, 28, 28), dtype=torch.uint8), 64)
+    h = T.cache_stages(m, torch.randint(0, 255, (8, 28, 28), dtype=torch.uint8), 64, [11])[0][11]
     tail.train()
     loss = tail(h).logsumexp(-1).mean()
     loss.backward()
@@ -62,31 +62,23 @@ def test_freeze_keeps_weights_and_bn_stats_while_tail_trains(net):
     assert any(not torch.equal(a, b) for a, b in zip(tail_before, tail.parameters()))
 
 
-def test_cache_activations_shape_and_values(net):
-    trunk, _ = T.split_efficientnet(net, 11)
+def test_cache_stages_matches_trunks_and_timm_head(net):
     imgs = torch.randint(0, 255, (5, 28, 28), dtype=torch.uint8)
-    h = T.cache_activations(trunk, imgs, 64, batch_size=2)
-    assert h.shape == (5, 112, 4, 4)
+    spatial, pooled = T.cache_stages(net, imgs, 64, [8, 11, 15], batch_size=2)
+    x = T.imagenet_batch(64, channels_last=False)(imgs)
     with torch.no_grad():
-        ref = trunk.eval()(T.imagenet_batch(64, channels_last=False)(imgs))
-    # float32 sums in another order (batch size, memory format, threads): relative 1e-4 on values up to ~20
-    assert torch.allclose(h, ref, rtol=1e-4, atol=1e-4)
-    hf = T.cache_activations(trunk, imgs, 64, flip=True)
-    with torch.no_grad():
-        ref_f = trunk(T.imagenet_batch(64)(imgs.flip(-1)))
-    assert torch.allclose(hf, ref_f, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(hf, h)
-
-
-def test_pooled_stage_features_and_feature_maps(net):
-    imgs = torch.randint(0, 255, (3, 28, 28), dtype=torch.uint8)
-    feats = T.pooled_stage_features(net, imgs, 64)
-    assert [f.shape[1] for f in feats.values()] == [16, 24, 40, 80, 112, 192, 320, 1280]
-    with torch.no_grad():
-        ref = net.forward_head(net.forward_features(T.imagenet_batch(64)(imgs)), pre_logits=True)
-    assert torch.allclose(feats["head"], ref, atol=1e-5)
-    maps = T.feature_maps(net, T.imagenet_batch(64)(imgs), [1, 5])
+        for k, shape in ((8, (5, 80, 4, 4)), (11, (5, 112, 4, 4)), (15, (5, 192, 2, 2))):
+            ref = T.split_efficientnet(net, k)[0].eval()(x)
+            assert spatial[k].shape == shape
+            # float32 sums in another order (batch size, memory format, threads): 1e-4 on values up to ~20
+            assert torch.allclose(spatial[k], ref, rtol=1e-4, atol=1e-4)
+        head = net.forward_head(net.forward_features(x), pre_logits=True)
+    assert [f.shape[1] for f in pooled.values()] == [16, 24, 40, 80, 112, 192, 320, 1280]
+    assert torch.allclose(pooled["head"], head, atol=1e-4)
+    maps = T.feature_maps(net, T.imagenet_batch(64)(imgs[:3]), [1, 5])
     assert maps[1].shape == (3, 24, 16, 16) and maps[5].shape == (3, 192, 2, 2)
+    with pytest.raises(ValueError, match="split points"):
+        T.cache_stages(net, imgs, 64, [0])
 
 
 def test_random_shift_flip_is_a_permutation_of_pixels_or_a_shift():
@@ -107,6 +99,16 @@ def test_load_target_fashion_and_bad_name():
     assert len(d["classes"]) == 10 and int(d["y_train"].max()) == 9
     with pytest.raises(ValueError, match="Unknown target"):
         T.load_target("cifar1000")
+
+
+def test_labelled_pool_is_nested_and_balanced():
+    y = torch.arange(10).repeat(50)
+    d = {"x_train": torch.arange(500), "y_train": y, "x_test": torch.arange(500), "y_test": y}
+    pool = T.labelled_pool(d, [5, 20], 10)
+    assert len(pool["x_lab"]) == 200 and len(pool["x_test"]) == 100
+    small, big = pool["x_lab"][pool["pos"][5]], pool["x_lab"][pool["pos"][20]]
+    assert set(small.tolist()) <= set(big.tolist())
+    assert torch.bincount(pool["y_lab"][pool["pos"][5]]).tolist() == [5] * 10
 
 
 def test_batchnorm_frozen_keeps_statistics_but_trains_weights(net):

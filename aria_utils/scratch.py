@@ -1,0 +1,108 @@
+"""Notebook 01's from-scratch reference: a small CNN, its training recipe, and the networks trained on
+1000 labels per class until converged, shipped in `checkpoints/`.
+
+Make the shipped networks (about 4 minutes on 2 CPU cores)::
+
+    ARIA_THREADS=2 python -m aria_utils.scratch
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .data import to_float
+from .setup import repo_root
+from .training import History, fit
+from .transfer import labelled_pool, load_target, random_shift_flip
+
+RECIPE = {"batch_size": 64, "lr": 3e-3, "weight_decay": 5e-2, "warmup": 20}  # AdamW, cosine to 0
+SHIPPED_N = 1000  # labels per class of the shipped networks
+SHIPPED_EPOCHS = 15
+
+
+def scratch_cnn(in_channels: int, n_classes: int, width: int = 16) -> nn.Sequential:
+    """A small CNN sized for 28-32 px inputs (five 3 x 3 conv-BN-ReLU layers, two max-pools, global average
+    pooling, dropout 0.3, linear head): the from-scratch reference, about 1 % of EfficientNet-Lite0's size."""
+    def block(a: int, b: int) -> list[nn.Module]:
+        return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+    w = width
+    return nn.Sequential(*block(in_channels, w), *block(w, w), nn.MaxPool2d(2), *block(w, 2 * w),
+                         *block(2 * w, 2 * w), nn.MaxPool2d(2), *block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Dropout(0.3), nn.Linear(4 * w, n_classes))
+
+
+def train_scratch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, seed: int = 0,
+                  desc: str = "from scratch", progress: bool = True) -> History:
+    """`RECIPE` for `steps` steps on uint8 images, each batch mirrored and shifted by up to 2 px;
+    cross-entropy with label smoothing 0.1."""
+    aug = torch.Generator().manual_seed(seed)
+
+    def loss_fn(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(m(to_float(random_shift_flip(xb, 2, aug))), yb, label_smoothing=0.1)
+
+    return fit(model, [x, y], loss_fn, steps=steps, seed=seed, desc=desc, progress=progress, **RECIPE)
+
+
+def shipped_path(target: str) -> Path:
+    return repo_root() / "checkpoints" / f"scratch_{target}_n{SHIPPED_N}.pt"
+
+
+def scratch_config(target: str, steps: int, seed: int) -> dict[str, Any]:
+    """What a shipped network was trained with (stored in the file and checked on load)."""
+    return {"arch": "scratch_cnn(width=16)", "recipe": RECIPE, "target": target, "n": SHIPPED_N,
+            "pool_seed": 0, "steps": steps, "seed": seed}
+
+
+def load_shipped_scratch(target: str, in_channels: int, n_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The shipped from-scratch network for `target` (1000 labels per class), in eval mode, and its metadata."""
+    path = shipped_path(target)
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}; make it with `python -m aria_utils.scratch`.")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    config = blob.get("config")
+    if not isinstance(config, dict) or config.get("target") != target or config.get("n") != SHIPPED_N:
+        raise CheckpointError(f"{path} holds another network ({config}); retrain it with "
+                              "`python -m aria_utils.scratch`.")
+    model = scratch_cnn(in_channels, n_classes)
+    meta = load_checkpoint(path, model)
+    return model.eval(), {**meta, "config": config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the small CNN on 1000 labels per class of each offline target and save it in `checkpoints/`."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=SHIPPED_EPOCHS)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 2)))
+    for target in ("photo_crops", "fashion_mnist"):
+        d = load_target(target)
+        pool = labelled_pool(d, [SHIPPED_N], 1)
+        x, y = pool["x_lab"], pool["y_lab"]
+        steps = args.epochs * (len(x) // RECIPE["batch_size"])
+        torch.manual_seed(args.seed)
+        model = scratch_cnn(to_float(x[:1]).shape[1], len(d["classes"]))
+        hist = train_scratch(model, x, y, steps, seed=args.seed, desc=f"{target}, n={SHIPPED_N}")
+        meta = {"seconds": hist.seconds, "loss": hist.loss,
+                "command": "python -m aria_utils.scratch " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, {hist.steps} steps "
+                              f"({args.epochs} epochs) in {hist.seconds:.0f} s wall",
+                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__)}
+        path = save_checkpoint(shipped_path(target), model, scratch_config(target, hist.steps, args.seed), meta)
+        print(f"[scratch] {target}: {hist.steps} steps in {hist.seconds:.0f} s, final loss {hist.loss[-1]:.4f} "
+              f"-> {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
