@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         model = scratch_cnn(to_float(x[:1]).shape[1], len(d["classes"]))
         hist = train_scratch(model, x, y, steps, seed=args.seed, desc=f"{target}, n={SHIPPED_N}")
         meta = {"seconds": hist.seconds, "loss": hist.loss,
-                "command": "python -m aria_utils.scratch " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "command": ("python -m aria_utils.scratch " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
                 "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, {hist.steps} steps "
                               f"({args.epochs} epochs) in {hist.seconds:.0f} s wall",
                 "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__)}
