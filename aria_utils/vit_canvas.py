@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .data import load_fashion_mnist, make_canvas
+from .representation import conv_bn
 from .setup import repo_root
 from .training import classification_loss, fit
 from .vit import HybridViT
@@ -47,11 +48,9 @@ def canvas_data(n_train: int, n_test: int) -> tuple[dict[str, torch.Tensor], dic
 def small_cnn(n_classes: int = 10, width: int = 16) -> nn.Sequential:
     """Four 3 x 3 conv-BN-ReLU layers (16-32-64-64 channels), 2 x 2 max-pooling between them, then a global
     max-pool (where the item is does not matter) and a linear head."""
-    def block(a: int, b: int) -> list[nn.Module]:
-        return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
     w = width
-    return nn.Sequential(*block(1, w), nn.MaxPool2d(2), *block(w, 2 * w), nn.MaxPool2d(2),
-                         *block(2 * w, 4 * w), nn.MaxPool2d(2), *block(4 * w, 4 * w),
+    return nn.Sequential(*conv_bn(1, w), nn.MaxPool2d(2), *conv_bn(w, 2 * w), nn.MaxPool2d(2),
+                         *conv_bn(2 * w, 4 * w), nn.MaxPool2d(2), *conv_bn(4 * w, 4 * w),
                          nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * w, n_classes))
 
 
