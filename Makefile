@@ -3,14 +3,15 @@
 #   make test               set up if needed, pytest for aria_utils, then nbval over every notebook (fast)
 #   make student            the student edition of the notebooks in build/student/
 # For maintainers: make store (outputs into notebooks/), make times (measured times into headers and README),
-#   make site (the reading edition in build/site/), make browser-check (widgets in a real browser).
+#   make site (the reading edition in build/site/), make browser-check (widgets in a real browser),
+#   make checkpoints (retrain the shipped checkpoints of notebook 04; the README lists every command).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEED ?= full
 STAMP := $(VENV)/.aria-installed
 
-.PHONY: setup data run test lab store student times site browser-check clean
+.PHONY: setup data run test lab store student times site browser-check checkpoints clean
 
 setup: $(STAMP) data
 
@@ -56,6 +57,11 @@ test: setup
 # The student edition: build/student/NN_*.ipynb, each marked solution replaced by a stub (README, "Student edition").
 student: $(STAMP)
 	$(BIN)/python -m aria_utils.student
+
+# The longer-trained SimCLR checkpoints of notebook 04 (seeded; about 10 min each on 2 cores).
+checkpoints: setup
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment all
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment crops
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

@@ -25,8 +25,9 @@ from .transformer import TransformerBlock, sinusoidal_positions
 from .vit import patchify, unpatchify  # the patch cutter lives with the ViT; MAE builds on it
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mae_fashion.pt"
-# Fashion-MNIST pixel statistics (training set, pixels in [0, 1]): inputs are standardised with them.
-FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
+# Pixel statistics of the training images (pixels in [0, 1]): inputs are standardised with them.
+FASHION_MEAN, FASHION_STD = 0.2860, 0.3530       # centred Fashion-MNIST
+SCENE_MEAN, SCENE_STD = 0.3344, 0.2102           # the scene benchmark (`protocol.scene_images("train", 2000)`)
 
 
 # helpers
@@ -78,11 +79,11 @@ def positions_2d(h: int, d: int) -> torch.Tensor:
     return torch.cat([rows, cols], dim=-1).reshape(h * h, d)
 
 
-def standardise(images: torch.Tensor) -> torch.Tensor:
+def standardise(images: torch.Tensor, mean: float = FASHION_MEAN, std: float = FASHION_STD) -> torch.Tensor:
     """uint8 `[B, H, W]` or float `[B, 1, H, W]` in [0, 1] -> standardised float `[B, 1, H, W]`."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     x = x.unsqueeze(1) if x.ndim == 3 else x
-    return (x - FASHION_MEAN) / FASHION_STD
+    return (x - mean) / std
 
 
 # classes
@@ -103,6 +104,8 @@ class MAEConfig:
     mlp_ratio: int = 4  # m = mlp_ratio * d
     norm_pix: bool = True  # per-patch standardised targets
     mask_ratio: float = 0.75
+    mean: float = FASHION_MEAN  # pixel statistics used by `standardise`
+    std: float = FASHION_STD
 
 
 class MAE(nn.Module):
@@ -197,7 +200,7 @@ class MAE(nn.Module):
             raise ValueError(f"pool={pool!r}: use 'mean', 'cls' or 'both'.")
         if layer != "all" and not (isinstance(layer, int) and -1 <= layer < len(self.blocks)):
             raise ValueError(f"layer={layer!r}: use -1, 0..{len(self.blocks) - 1} or 'all'.")
-        z, _, _, layers = self.encode(standardise(x), 0.0, return_layers=True)
+        z, _, _, layers = self.encode(standardise(x, self.cfg.mean, self.cfg.std), 0.0, return_layers=True)
         layers = layers[:-1] + [z]  # the last block's output after the final norm
 
         def pooled(t: torch.Tensor) -> torch.Tensor:
@@ -236,7 +239,7 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.
 
 def mae_loss(model: MAE, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """A ready `loss_fn` for `aria_utils.fit`: uint8 images -> masked-patch loss."""
-    loss, _, _ = model(augment(standardise(images)))
+    loss, _, _ = model(augment(standardise(images, model.cfg.mean, model.cfg.std)))
     return loss, {}
 
 
@@ -275,14 +278,17 @@ def encoder_flops(cfg: MAEConfig, n_tokens: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train an MAE on the Fashion-MNIST training set and save a checkpoint loadable by `load_mae`."""
+    """Train an MAE on the Fashion-MNIST training set (`--data fashion`, 28 px, p = 7) or on the 20k training
+    scenes (`--data scenes`, 32 px, p = 4) and save a checkpoint loadable by `load_mae`."""
     from .checkpoints import save_checkpoint
     from .data import load_fashion_mnist
+    from .protocol import SCENE_TRAIN_PER_CLASS, scene_images
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=float, default=5.0, help="epoch budget")
     ap.add_argument("--seconds", type=float, default=3 * 3600.0, help="safety cap on wall-clock time")
-    ap.add_argument("--out", default="checkpoints/mae_fashion.pt")
+    ap.add_argument("--data", choices=("fashion", "scenes"), default="fashion")
+    ap.add_argument("--out", default=None, help="default: checkpoints/mae_<data>.pt")
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--mask-ratio", type=float, default=0.75)
@@ -292,9 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 1)))
     torch.manual_seed(args.seed)
-    cfg = MAEConfig(mask_ratio=args.mask_ratio, norm_pix=not args.pixel_targets)
+    if args.data == "scenes":
+        cfg = MAEConfig(img=32, p=4, mean=SCENE_MEAN, std=SCENE_STD, mask_ratio=args.mask_ratio,
+                        norm_pix=not args.pixel_targets)
+        images, _ = scene_images("train", SCENE_TRAIN_PER_CLASS)
+    else:
+        cfg = MAEConfig(mask_ratio=args.mask_ratio, norm_pix=not args.pixel_targets)
+        images, _ = load_fashion_mnist("train")
     model = MAE(cfg)
-    images, _ = load_fashion_mnist("train")
     start = time.perf_counter()
     per_epoch = len(images) // args.batch_size
 
@@ -312,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__),
             "command": "python -m aria_utils.mae " + " ".join(argv if argv is not None else sys.argv[1:])}
     model.half()  # float16 storage halves the file; load_mae converts back to float32
-    path = save_checkpoint(args.out, model, config, meta)
+    path = save_checkpoint(args.out or f"checkpoints/mae_{args.data}.pt", model, config, meta)
     print(f"[mae] {hist['steps']} steps, {hist['epochs']:.2f} epochs in {time.perf_counter() - start:.0f} s "
           f"-> {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
     return 0

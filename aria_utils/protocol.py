@@ -131,7 +131,8 @@ def evaluate_representation(encode: Encode, data: EvalData, k: int = KNN_K, seed
                             batch_size: int = 500) -> dict[str, float]:
     """Linear probe and k-NN on frozen features with each pool of labels.
 
-    Returns `{"probe_n10", "probe_n100", "probe_all", "knn_n10", "knn_n100", "knn_all"}` (test accuracies).
+    Returns `{"probe_<pool>", ..., "knn_<pool>", ...}` in the pools' order: with the protocol's pools,
+    `probe_n10, probe_n100, probe_all, knn_n10, knn_n100, knn_all` (test accuracies).
     """
     union = torch.unique(torch.cat(list(data.pools.values())))
     f_union = encode_images(encode, data.x_train[union], batch_size)
@@ -143,8 +144,7 @@ def evaluate_representation(encode: Encode, data: EvalData, k: int = KNN_K, seed
         f, y = f_union[where[idx]], data.y_train[idx]
         out[f"probe_{name}"] = linear_probe(f, y, f_test, data.y_test, seed=seed)
         out[f"knn_{name}"] = knn_accuracy(f, y, f_test, data.y_test, k=k)
-    order = [f"{m}_{p}" for m in ("probe", "knn") for p in [f"n{n}" for n in LABEL_COUNTS] + ["all"]]
-    return {key: out[key] for key in order}
+    return {f"{m}_{name}": out[f"{m}_{name}"] for m in ("probe", "knn") for name in data.pools}
 
 
 def pixels(x: torch.Tensor) -> torch.Tensor:
