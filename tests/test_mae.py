@@ -93,3 +93,25 @@ def test_training_lowers_loss_and_checkpoint_round_trip(tmp_path):
     loaded, info = M.load_mae(tmp_path / "m.pt")
     assert info["config"] == cfg
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
+
+
+def test_standardise_uses_the_model_statistics():
+    x = torch.full((2, 32, 32), 51, dtype=torch.uint8)            # 0.2 in [0, 1]
+    assert torch.allclose(M.standardise(x, 0.2, 0.5), torch.zeros(2, 1, 32, 32))
+    cfg = M.MAEConfig(img=32, p=4, d=32, depth=1, H=2, d_dec=16, depth_dec=1, H_dec=2, mean=M.SCENE_MEAN, std=M.SCENE_STD)
+    model = M.MAE(cfg).eval()
+    xf = torch.rand(3, 1, 32, 32)
+    z, _, _ = model.encode(M.standardise(xf, M.SCENE_MEAN, M.SCENE_STD))
+    assert model.L == 64 and torch.allclose(model.features(xf, pool="cls"), z[:, 0], atol=1e-6)
+
+
+def test_cli_trains_on_scenes(tmp_path, monkeypatch):
+    from aria_utils import protocol as P
+    monkeypatch.setenv("ARIA_THREADS", "1")
+    small = P.scene_images("train", 3)
+    monkeypatch.setattr(P, "scene_images", lambda split, per_class: small)
+    out = tmp_path / "mae_scenes.pt"
+    assert M.main(["--data", "scenes", "--epochs", "0.5", "--batch-size", "8", "--out", str(out)]) == 0
+    model, info = M.load_mae(out)
+    assert (model.cfg.img, model.cfg.p, model.cfg.mean) == (32, 4, M.SCENE_MEAN)
+    assert "--data scenes" in info["meta"]["command"]
