@@ -228,20 +228,12 @@ def train_autoencoder(cfg: AEConfig, images: torch.Tensor, model: nn.Module | No
 
 
 def train_simclr(cfg: SimCLRConfig, images: torch.Tensor, model: nn.Module | None = None,
-                 seconds: float | None = None, progress: bool = True, cache: bool = True,
-                 on_step: Callable[[nn.Module, int], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Train-or-load SimCLR on the unlabelled training images (cache `simclr-<hash>`); AdamW, cosine schedule.
-
-    `on_step(model, step)` is called before each step (e.g. to save snapshots).
-    """
+                 seconds: float | None = None, progress: bool = True, cache: bool = True
+                 ) -> tuple[nn.Module, dict[str, Any]]:
+    """Train-or-load SimCLR on the unlabelled training images (cache `simclr-<hash>`; `cache=False`: always
+    train, save nothing); AdamW, cosine schedule."""
     model = model if model is not None else make_simclr(cfg)
-    base_loss, step = simclr_loss_fn(cfg.size, cfg.tau, cfg.crop_scale, cfg.augment), [0]
-
-    def loss_fn(m: nn.Module, xb: torch.Tensor) -> torch.Tensor:
-        if on_step is not None:
-            on_step(m, step[0])
-        step[0] += 1
-        return base_loss(m, xb)
+    loss_fn = simclr_loss_fn(cfg.size, cfg.tau, cfg.crop_scale, cfg.augment)
 
     def train(m: nn.Module) -> dict[str, Any]:
         torch.manual_seed(cfg.seed)
