@@ -7,13 +7,12 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .augment import light_augment
 from .checkpoints import train_or_load
 from .data import per_class_subset, to_float
 from .protocol import POOL_SEED, EvalData
-from .training import fit, predict
+from .training import accuracy, classification_loss, fit
 
 
 class Classifier(nn.Module):
@@ -52,9 +51,7 @@ def train_classifier(encoder: nn.Module, n_per_class: int, data: EvalData, *, st
     opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
 
     def loss_fn(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        xb = light_augment(xb, augment_size) if augment_size else to_float(xb)
-        logits = m(xb)
-        return F.cross_entropy(logits, yb), {"acc": (logits.argmax(-1) == yb).float().mean().item()}
+        return classification_loss(m, light_augment(xb, augment_size) if augment_size else to_float(xb), yb)
 
     def train(m: nn.Module) -> dict[str, Any]:
         hist = fit(m, [x, y], loss_fn, steps=steps, batch_size=batch_size, optimizer=opt, seed=seed,
@@ -68,4 +65,4 @@ def train_classifier(encoder: nn.Module, n_per_class: int, data: EvalData, *, st
         train_or_load(f"classifier-{key}", full_cfg, model, train)
     else:
         train(model)
-    return (predict(model, to_float(data.x_test), 500).argmax(-1) == data.y_test).float().mean().item()
+    return accuracy(model, data.x_test, data.y_test, 500, transform=to_float)

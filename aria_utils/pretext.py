@@ -7,13 +7,12 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .checkpoints import train_or_load
 from .data import to_float
 from .finetune import Classifier
 from .representation import ConvEncoder
-from .training import fit
+from .training import classification_loss, fit
 
 N_ROTATIONS = 4
 
@@ -56,9 +55,7 @@ def make_rotation_net(cfg: RotationConfig) -> Classifier:
 
 def rotation_loss(model: nn.Module, xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """A `fit` loss: cross-entropy of the predicted rotation, with the batch accuracy as a log."""
-    x, k = rotate_batch(to_float(xb))
-    logits = model(x)
-    return F.cross_entropy(logits, k), {"acc": (logits.argmax(-1) == k).float().mean().item()}
+    return classification_loss(model, *rotate_batch(to_float(xb)))
 
 
 def train_rotation(cfg: RotationConfig, images: torch.Tensor, seconds: float | None = None,
