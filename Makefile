@@ -4,7 +4,7 @@
 #   make student            the student edition of the notebooks in build/student/
 # For maintainers: make store (outputs into notebooks/), make times (measured times into headers and README),
 #   make site (the reading edition in build/site/), make browser-check (widgets in a real browser),
-#   make checkpoints (retrain the shipped checkpoints of notebook 04; the README lists every command).
+#   make checkpoints (retrain the shipped checkpoints of notebooks 04 and 05; the README lists every command).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -62,6 +62,7 @@ student: $(STAMP)
 checkpoints: setup
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment all
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment crops
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.mae --data scenes --epochs 20 --decoder-depth 2
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

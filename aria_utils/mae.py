@@ -1,12 +1,12 @@
-"""A masked autoencoder (MAE, He et al. 2021) in miniature for 28 x 28 images, and its training driver.
+"""A masked autoencoder (MAE, He et al. 2021) in miniature for small grey images, and its training driver.
 
-Notebook 05 writes patchify, the random masking and the masked-patch loss by hand and shows that
-they equal the functions here. Shapes: B batch, L = (28 / p)^2 patches, p patch side, C channels,
-d encoder width, d_dec decoder width, len_keep visible patches per image.
+Notebook 05 writes patchify, the random masking, the decoder's input and the masked-patch loss by hand
+and shows that they equal the functions here. Shapes: B batch, L = (img / p)^2 patches, p patch side,
+C channels, d encoder width, d_dec decoder width, len_keep visible patches per image.
 
-Reproduce the committed checkpoint (one CPU thread):
+Reproduce the committed checkpoint (the 32 px scenes, p = 4; two CPU threads, about 7 minutes):
 
-    ARIA_THREADS=1 python -m aria_utils.mae --epochs 5 --out checkpoints/mae_fashion.pt
+    ARIA_THREADS=2 python -m aria_utils.mae --data scenes --epochs 20 --decoder-depth 2
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch.nn as nn
 from .transformer import TransformerBlock, sinusoidal_positions
 from .vit import patchify, unpatchify  # the patch cutter lives with the ViT; MAE builds on it
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mae_fashion.pt"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mae_scenes.pt"
 # Pixel statistics of the training images (pixels in [0, 1]): inputs are standardised with them.
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530       # centred Fashion-MNIST
 SCENE_MEAN, SCENE_STD = 0.3344, 0.2102           # the scene benchmark (`protocol.scene_images("train", 2000)`)
@@ -106,6 +106,11 @@ class MAEConfig:
     mask_ratio: float = 0.75
     mean: float = FASHION_MEAN  # pixel statistics used by `standardise`
     std: float = FASHION_STD
+
+
+def scene_config(**changes: object) -> MAEConfig:
+    """The model of notebook 05: 32 px scenes, 4 x 4 px patches (L = 64), a 2-block decoder."""
+    return MAEConfig(**{"img": 32, "p": 4, "depth_dec": 2, "mean": SCENE_MEAN, "std": SCENE_STD, **changes})
 
 
 class MAE(nn.Module):
@@ -292,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--mask-ratio", type=float, default=0.75)
+    ap.add_argument("--decoder-depth", type=int, default=None, help="decoder blocks (default: 4, scenes 2)")
     ap.add_argument("--pixel-targets", action="store_true", help="raw pixels as targets (default: norm_pix)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--snapshot-dir", type=Path, default=None, help="also save a copy every 2 epochs here")
@@ -299,11 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 1)))
     torch.manual_seed(args.seed)
     if args.data == "scenes":
-        cfg = MAEConfig(img=32, p=4, mean=SCENE_MEAN, std=SCENE_STD, mask_ratio=args.mask_ratio,
-                        norm_pix=not args.pixel_targets)
+        cfg = scene_config(mask_ratio=args.mask_ratio, norm_pix=not args.pixel_targets,
+                           **({} if args.decoder_depth is None else {"depth_dec": args.decoder_depth}))
         images, _ = scene_images("train", SCENE_TRAIN_PER_CLASS)
     else:
-        cfg = MAEConfig(mask_ratio=args.mask_ratio, norm_pix=not args.pixel_targets)
+        cfg = MAEConfig(mask_ratio=args.mask_ratio, depth_dec=args.decoder_depth or 4, norm_pix=not args.pixel_targets)
         images, _ = load_fashion_mnist("train")
     model = MAE(cfg)
     start = time.perf_counter()

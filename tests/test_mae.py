@@ -114,4 +114,13 @@ def test_cli_trains_on_scenes(tmp_path, monkeypatch):
     assert M.main(["--data", "scenes", "--epochs", "0.5", "--batch-size", "8", "--out", str(out)]) == 0
     model, info = M.load_mae(out)
     assert (model.cfg.img, model.cfg.p, model.cfg.mean) == (32, 4, M.SCENE_MEAN)
+    assert M.asdict(model.cfg) == M.asdict(M.scene_config())      # the notebook's model, 2-block decoder
+    assert "--data scenes" in info["meta"]["command"]
+
+
+def test_shipped_checkpoint_is_the_notebook_model():
+    if not M.SHIPPED_CHECKPOINT.exists():
+        pytest.skip("no shipped MAE checkpoint")
+    model, info = M.load_mae(M.SHIPPED_CHECKPOINT)
+    assert M.asdict(model.cfg) == M.asdict(M.scene_config())
     assert "--data scenes" in info["meta"]["command"]

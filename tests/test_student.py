@@ -23,7 +23,7 @@ CONTEXT = {
                             "F_rand, _ = A.load_efficientnet_lite(0, pretrained=False)\nC = 10",
     "02_multitask_learning": "S = 48",
     "04_simclr": ["def nt_xent_formula(z1, z2, tau):"],
-    "05_mae": "patches = torch.rand(8, 16, 49)",
+    "05_mae": "patches = torch.rand(8, 64, 16)",
     "06_attention_step_by_step": ["d, k, m, H = 512, 64, 2048, 8  # the classic transformer parameters",
                                   "x = embed(sentence)", 'Q = torch.einsum("id,hdk->hik", x, P["W_q"])',
                                   "alpha = torch.softmax(scores, dim=-1)", "heads = alpha @ V",
