@@ -304,12 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 1)))
     torch.manual_seed(args.seed)
+    changes = {"mask_ratio": args.mask_ratio, "norm_pix": not args.pixel_targets}
+    if args.decoder_depth is not None:
+        changes["depth_dec"] = args.decoder_depth
     if args.data == "scenes":
-        cfg = scene_config(mask_ratio=args.mask_ratio, norm_pix=not args.pixel_targets,
-                           **({} if args.decoder_depth is None else {"depth_dec": args.decoder_depth}))
+        cfg = scene_config(**changes)
         images, _ = scene_images("train", SCENE_TRAIN_PER_CLASS)
     else:
-        cfg = MAEConfig(mask_ratio=args.mask_ratio, depth_dec=args.decoder_depth or 4, norm_pix=not args.pixel_targets)
+        cfg = MAEConfig(**changes)
         images, _ = load_fashion_mnist("train")
     model = MAE(cfg)
     start = time.perf_counter()
