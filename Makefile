@@ -63,6 +63,7 @@ checkpoints: setup
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment all
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment crops
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.mae --data scenes --epochs 20 --decoder-depth 2
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.scratch
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

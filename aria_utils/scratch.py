@@ -1,7 +1,7 @@
 """Notebook 01's from-scratch reference: a small CNN, its training recipe, and the networks trained on
-1000 labels per class for 15 epochs, shipped in `checkpoints/`.
+100 labels per class for 100 epochs and on 1000 labels per class for 15 epochs, shipped in `checkpoints/`.
 
-Make the shipped networks (about 4 minutes on 2 CPU cores)::
+Make the shipped networks (about 5 minutes on 2 CPU cores; `--n 100` or `--n 1000` makes one budget)::
 
     ARIA_THREADS=2 python -m aria_utils.scratch
 """
@@ -27,8 +27,7 @@ from .training import History, fit
 from .transfer import labelled_pool, load_target, random_shift_flip
 
 RECIPE = {"batch_size": 64, "lr": 3e-3, "weight_decay": 5e-2, "warmup": 20}  # AdamW, cosine to 0
-SHIPPED_N = 1000  # labels per class of the shipped networks
-SHIPPED_EPOCHS = 15
+SHIPPED_EPOCHS = {100: 100, 1000: 15}  # labels per class of a shipped network -> its epochs (to a plateau)
 
 
 def scratch_cnn(in_channels: int, n_classes: int, width: int = 16) -> nn.Sequential:
@@ -53,52 +52,57 @@ def train_scratch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int
     return fit(model, [x, y], loss_fn, steps=steps, seed=seed, desc=desc, progress=progress, **RECIPE)
 
 
-def shipped_path(target: str) -> Path:
-    return repo_root() / "checkpoints" / f"scratch_{target}_n{SHIPPED_N}.pt"
+def shipped_path(target: str, n: int = 1000) -> Path:
+    return repo_root() / "checkpoints" / f"scratch_{target}_n{n}.pt"
 
 
-def scratch_config(target: str, steps: int, seed: int) -> dict[str, Any]:
+def scratch_config(target: str, steps: int, seed: int, n: int = 1000) -> dict[str, Any]:
     """What a shipped network was trained with (stored in the file and checked on load)."""
-    return {"arch": "scratch_cnn(width=16)", "recipe": RECIPE, "target": target, "n": SHIPPED_N,
+    return {"arch": "scratch_cnn(width=16)", "recipe": RECIPE, "target": target, "n": n,
             "pool_seed": 0, "steps": steps, "seed": seed}
 
 
-def load_shipped_scratch(target: str, in_channels: int, n_classes: int) -> tuple[nn.Module, dict[str, Any]]:
-    """The shipped from-scratch network for `target` (1000 labels per class), in eval mode, and its metadata."""
-    path = shipped_path(target)
+def load_shipped_scratch(target: str, in_channels: int, n_classes: int, n: int = 1000) -> tuple[nn.Module, dict[str, Any]]:
+    """The shipped from-scratch network for `target` and n labels per class, in eval mode, and its metadata."""
+    if n not in SHIPPED_EPOCHS:
+        raise ValueError(f"No network is shipped for n={n} labels per class; the shipped ones: {sorted(SHIPPED_EPOCHS)}.")
+    path = shipped_path(target, n)
     if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}; make it with `python -m aria_utils.scratch`.")
+        raise FileNotFoundError(f"No checkpoint at {path}; make it with `python -m aria_utils.scratch --n {n}`.")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     config = blob.get("config")
-    if not isinstance(config, dict) or config.get("target") != target or config.get("n") != SHIPPED_N:
+    if not isinstance(config, dict) or config.get("target") != target or config.get("n") != n:
         raise CheckpointError(f"{path} holds another network ({config}); retrain it with "
-                              "`python -m aria_utils.scratch`.")
+                              f"`python -m aria_utils.scratch --n {n}`.")
     model = scratch_cnn(in_channels, n_classes)
     meta = load_checkpoint(path, model)
     return model.eval(), {**meta, "config": config}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train the small CNN on 1000 labels per class of each offline target and save it in `checkpoints/`."""
+    """Train the small CNN on n labels per class of each offline target and save it in `checkpoints/`."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=SHIPPED_EPOCHS)
+    ap.add_argument("--n", type=int, nargs="+", choices=sorted(SHIPPED_EPOCHS), default=sorted(SHIPPED_EPOCHS),
+                    help="labels per class (default: every shipped budget)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: SHIPPED_EPOCHS[n]")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 2)))
-    for target in ("photo_crops", "fashion_mnist"):
+    for n, target in [(n, t) for n in args.n for t in ("photo_crops", "fashion_mnist")]:
+        epochs = args.epochs or SHIPPED_EPOCHS[n]
         d = load_target(target)
-        pool = labelled_pool(d, [SHIPPED_N], 1)
+        pool = labelled_pool(d, [n], 1)
         x, y = pool["x_lab"], pool["y_lab"]
-        steps = args.epochs * (len(x) // RECIPE["batch_size"])
+        steps = epochs * (len(x) // RECIPE["batch_size"])
         torch.manual_seed(args.seed)
         model = scratch_cnn(to_float(x[:1]).shape[1], len(d["classes"]))
-        hist = train_scratch(model, x, y, steps, seed=args.seed, desc=f"{target}, n={SHIPPED_N}")
+        hist = train_scratch(model, x, y, steps, seed=args.seed, desc=f"{target}, n={n}")
         meta = {"seconds": hist.seconds, "loss": hist.loss,
                 "command": ("python -m aria_utils.scratch " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
                 "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, {hist.steps} steps "
-                              f"({args.epochs} epochs) in {hist.seconds:.0f} s wall",
+                              f"({epochs} epochs) in {hist.seconds:.0f} s wall",
                 "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__)}
-        path = save_checkpoint(shipped_path(target), model, scratch_config(target, hist.steps, args.seed), meta)
+        path = save_checkpoint(shipped_path(target, n), model, scratch_config(target, hist.steps, args.seed, n), meta)
         print(f"[scratch] {target}: {hist.steps} steps in {hist.seconds:.0f} s, final loss {hist.loss[-1]:.4f} "
               f"-> {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0

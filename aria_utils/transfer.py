@@ -65,12 +65,14 @@ def imagenet_batch(size: int, channels_last: bool = True) -> Callable[[torch.Ten
 
 @torch.no_grad()
 def cache_stages(model: nn.Module, images: torch.Tensor, size: int, splits: Sequence[int],
-                 batch_size: int = 256) -> tuple[dict[int, torch.Tensor], dict[str, torch.Tensor]]:
+                 batch_size: int = 256, grid: int = 1) -> tuple[dict[int, torch.Tensor], dict[str, torch.Tensor]]:
     """One frozen forward pass (eval mode) over `images`, keeping what the transfer strategies train on.
 
     Returns `(spatial, pooled)`: `spatial[k]` is the input of flat block k (the output of
-    `split_efficientnet(model, k)[0]`) for each k in `splits`; `pooled` holds the globally averaged output
-    of every stage and of the head conv, `{"stage 1": [N, 16], ..., "head": [N, 1280]}`.
+    `split_efficientnet(model, k)[0]`) for each k in `splits`; `pooled` holds the output of every stage
+    averaged over a `grid x grid` grid of cells and flattened (`grid=1`: global average, `[N, C]`;
+    `grid=4`: `[N, 16 C]`, where in the image each feature was), and the globally averaged head conv
+    output, `"head": [N, 1280]`.
     """
     blocks = flat_blocks(model)
     if any(not 0 < k <= len(blocks) for k in splits):
@@ -87,7 +89,8 @@ def cache_stages(model: nn.Module, images: torch.Tensor, size: int, splits: Sequ
                 spatial[j].append(h.contiguous())
             h = block(h)
             if j + 1 in ends:
-                pooled.setdefault(f"stage {ends.index(j + 1) + 1}", []).append(h.mean((2, 3)))
+                cells = F.adaptive_avg_pool2d(h, grid).flatten(1)  # [B, C * grid * grid]
+                pooled.setdefault(f"stage {ends.index(j + 1) + 1}", []).append(cells)
         if len(blocks) in spatial:
             spatial[len(blocks)].append(h.contiguous())
         pooled.setdefault("head", []).append(model.global_pool(model.bn2(model.conv_head(h))))
@@ -161,17 +164,73 @@ def load_target(name: str = "fashion_mnist", size: int = 64) -> dict[str, object
     raise ValueError(f"Unknown target dataset {name!r}; use one of {TARGETS}.")
 
 
-def labelled_pool(data: dict[str, object], budgets: Sequence[int], n_test: int, seed: int = 0) -> dict[str, object]:
+def labelled_pool(data: dict[str, object], budgets: Sequence[int], n_test: int, seed: int = 0,
+                  draws: int = 1) -> dict[str, object]:
     """Nested label budgets and a fixed test set drawn from `load_target`'s output.
 
     Returns `x_lab, y_lab` (the largest budget, n per class), `pos[n]` (the rows of `x_lab` that form the
     n-per-class subset; the smaller budgets are inside the larger ones) and `x_test, y_test` (n_test per class).
+    With `draws > 1`, `draws` also lists that many draws `(x, y)` of the smallest budget from the whole
+    training split (seeds `seed, seed + 1, ...`; the first is `x_lab[pos[min(budgets)]]`), to measure how
+    much a result depends on which few images were labelled.
     """
     lab_idx = per_class_subset(data["y_train"], max(budgets), seed=seed)
     test_idx = per_class_subset(data["y_test"], n_test, seed=seed + 1)
     pos = {n: torch.searchsorted(lab_idx, per_class_subset(data["y_train"], n, seed=seed)) for n in budgets}
+    idx = [per_class_subset(data["y_train"], min(budgets), seed=seed + i) for i in range(draws)]
     return {"x_lab": data["x_train"][lab_idx], "y_lab": data["y_train"][lab_idx], "pos": pos,
-            "x_test": data["x_test"][test_idx], "y_test": data["y_test"][test_idx]}
+            "x_test": data["x_test"][test_idx], "y_test": data["y_test"][test_idx],
+            "draws": [(data["x_train"][i], data["y_train"][i]) for i in idx]}
+
+
+class Standardised(nn.Module):
+    """A linear classifier on standardised features: `linear((f - mean) / sd)`."""
+
+    def __init__(self, mean: torch.Tensor, sd: torch.Tensor, linear: nn.Linear) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("sd", sd)
+        self.linear = linear
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.linear((f - self.mean) / self.sd)
+
+
+def logistic_regression(f: torch.Tensor, y: torch.Tensor, C: float = 0.01, max_iter: int = 100) -> Standardised:
+    """L2-penalised multinomial logistic regression on standardised features, fitted by L-BFGS.
+
+    Minimises `mean cross-entropy + |W|^2 / (2 C N)` over N rows: scikit-learn's `LogisticRegression(C=C)`
+    objective, so a smaller C is a stronger penalty and the penalty fades as rows are added.
+    Returns the fitted classifier (eval mode; call it on raw features for the class scores).
+    """
+    if f.ndim != 2 or len(f) != len(y):
+        raise ValueError(f"features must be [N, D] with one label per row; got {tuple(f.shape)} and {len(y)} labels.")
+    f = f.float()
+    mean, sd = f.mean(0), f.std(0) + 1e-6
+    z = (f - mean) / sd
+    linear = nn.Linear(z.shape[1], int(y.max()) + 1)
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    opt = torch.optim.LBFGS(linear.parameters(), lr=1, max_iter=max_iter, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-5)
+    penalty = 1.0 / (C * len(z))
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(linear(z), y) + 0.5 * penalty * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return Standardised(mean, sd, linear).eval()
+
+
+@torch.no_grad()
+def mirrored_accuracy(clf: nn.Module, f_test: torch.Tensor, f_test_mirror: torch.Tensor, y_test: torch.Tensor) -> float:
+    """Accuracy when each test image is classified by its class probabilities averaged with its mirror's."""
+    p = clf(f_test).softmax(-1) + clf(f_test_mirror).softmax(-1)
+    return (p.argmax(-1) == y_test).float().mean().item()
 
 
 class BatchNormFrozen(nn.Module):

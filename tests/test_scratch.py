@@ -43,15 +43,22 @@ def test_scratch_cnn_and_train_scratch_run():
 
 
 def test_load_shipped_scratch_checks_the_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(S, "shipped_path", lambda target: tmp_path / f"{target}.pt")
+    monkeypatch.setattr(S, "shipped_path", lambda target, n=1000: tmp_path / f"{target}_{n}.pt")
     with pytest.raises(FileNotFoundError, match="aria_utils.scratch"):
         S.load_shipped_scratch("fashion_mnist", 1, 10)
-    save_checkpoint(tmp_path / "fashion_mnist.pt", S.scratch_cnn(1, 10), S.scratch_config("photo_crops", 5, 0))
+    save_checkpoint(tmp_path / "fashion_mnist_1000.pt", S.scratch_cnn(1, 10), S.scratch_config("photo_crops", 5, 0))
     with pytest.raises(CheckpointError, match="another network"):
         S.load_shipped_scratch("fashion_mnist", 1, 10)
+    save_checkpoint(tmp_path / "fashion_mnist_100.pt", S.scratch_cnn(1, 10), S.scratch_config("fashion_mnist", 5, 0))
+    with pytest.raises(CheckpointError, match="another network"):  # trained on 1000 per class, not 100
+        S.load_shipped_scratch("fashion_mnist", 1, 10, n=100)
+    with pytest.raises(ValueError, match="No network is shipped"):
+        S.load_shipped_scratch("fashion_mnist", 1, 10, n=20)
 
 
+@pytest.mark.parametrize("n", sorted(S.SHIPPED_EPOCHS))
 @pytest.mark.parametrize("target,channels", [("fashion_mnist", 1), ("photo_crops", 3)])
-def test_shipped_scratch_networks_load(target, channels):
-    m, meta = S.load_shipped_scratch(target, channels, 10)
-    assert meta["config"]["n"] == S.SHIPPED_N and "command" in meta and len(meta["loss"]) == meta["config"]["steps"]
+def test_shipped_scratch_networks_load(target, channels, n):
+    m, meta = S.load_shipped_scratch(target, channels, 10, n)
+    assert meta["config"]["n"] == n and "command" in meta and len(meta["loss"]) == meta["config"]["steps"]
+    assert meta["config"]["steps"] == S.SHIPPED_EPOCHS[n] * (n * 10 // S.RECIPE["batch_size"])

@@ -81,6 +81,19 @@ def test_cache_stages_matches_trunks_and_timm_head(net):
         T.cache_stages(net, imgs, 64, [0])
 
 
+def test_cache_stages_grid_keeps_where_and_averages_to_the_global_pool(net):
+    imgs = torch.randint(0, 255, (3, 28, 28), dtype=torch.uint8)
+    _, whole = T.cache_stages(net, imgs, 64, [])
+    _, grid = T.cache_stages(net, imgs, 64, [], grid=4)
+    for s, f in whole.items():
+        if s == "head":  # the head keeps its global pooling
+            assert torch.allclose(grid[s], f, atol=1e-5)
+            continue
+        assert grid[s].shape == (3, f.shape[1] * 16)
+        # at 64 px every stage map is 16x16 ... 2x2, so the mean of the 4 x 4 cells is the global mean
+        assert torch.allclose(grid[s].unflatten(1, (-1, 16)).mean(-1), f, atol=1e-5)
+
+
 def test_random_shift_flip_is_a_permutation_of_pixels_or_a_shift():
     g = torch.Generator().manual_seed(0)
     x = torch.arange(2 * 6 * 6, dtype=torch.float).view(2, 6, 6) + 1
@@ -109,6 +122,50 @@ def test_labelled_pool_is_nested_and_balanced():
     small, big = pool["x_lab"][pool["pos"][5]], pool["x_lab"][pool["pos"][20]]
     assert set(small.tolist()) <= set(big.tolist())
     assert torch.bincount(pool["y_lab"][pool["pos"][5]]).tolist() == [5] * 10
+    assert len(pool["draws"]) == 1 and torch.equal(pool["draws"][0][0], small)
+
+
+def test_labelled_pool_draws_are_balanced_and_differ():
+    y = torch.arange(10).repeat(50)
+    d = {"x_train": torch.arange(500), "y_train": y, "x_test": torch.arange(500), "y_test": y}
+    pool = T.labelled_pool(d, [5, 20], 10, draws=3)
+    assert torch.equal(pool["draws"][0][0], pool["x_lab"][pool["pos"][5]])
+    assert torch.equal(pool["draws"][0][1], pool["y_lab"][pool["pos"][5]])
+    for x, yy in pool["draws"]:
+        assert torch.bincount(yy).tolist() == [5] * 10 and torch.equal(d["y_train"][x], yy)
+    assert not torch.equal(pool["draws"][1][0], pool["draws"][2][0])
+
+
+def test_logistic_regression_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 30, generator=g)
+    y = torch.arange(4).repeat(60)
+    f = centres[y] + 1.5 * torch.randn(240, 30, generator=g)
+    for C in (0.01, 1.0):
+        ours = T.logistic_regression(f[:120], y[:120], C, max_iter=500)
+        z = StandardScaler().fit(f[:120].numpy())
+        ref = LogisticRegression(C=C, max_iter=5000, tol=1e-8).fit(z.transform(f[:120].numpy()), y[:120].numpy())
+        with torch.no_grad():
+            p = ours(f[120:]).softmax(-1).numpy()
+        # scikit-learn's std has ddof=0, ours ddof=1: a tiny difference in the scaling, none in the decisions
+        assert abs(p - ref.predict_proba(z.transform(f[120:].numpy()))).max() < 0.02
+    with pytest.raises(ValueError, match="one label per row"):
+        T.logistic_regression(f, y[:10])
+
+
+def test_mirrored_accuracy_votes_with_the_mirror():
+    clf = nn.Linear(2, 2)
+    with torch.no_grad():
+        clf.weight.copy_(torch.eye(2))
+        clf.bias.zero_()
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([0, 1])
+    assert T.mirrored_accuracy(clf, f, f, y) == 1.0
+    # a mirror that strongly disagrees outvotes a weakly right image
+    assert T.mirrored_accuracy(clf, 0.1 * f, 5 * f.flip(-1), y) == 0.0
 
 
 def test_batchnorm_frozen_keeps_statistics_but_trains_weights(net):
