@@ -87,24 +87,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="default: SHIPPED_EPOCHS[n]")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        ap.error(f"--epochs must be at least 1 (got {args.epochs}).")
     torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 2)))
-    for n, target in [(n, t) for n in args.n for t in ("photo_crops", "fashion_mnist")]:
-        epochs = args.epochs or SHIPPED_EPOCHS[n]
-        d = load_target(target)
-        pool = labelled_pool(d, [n], 1)
-        x, y = pool["x_lab"], pool["y_lab"]
-        steps = epochs * (len(x) // RECIPE["batch_size"])
-        torch.manual_seed(args.seed)
-        model = scratch_cnn(to_float(x[:1]).shape[1], len(d["classes"]))
-        hist = train_scratch(model, x, y, steps, seed=args.seed, desc=f"{target}, n={n}")
-        meta = {"seconds": hist.seconds, "loss": hist.loss,
-                "command": ("python -m aria_utils.scratch " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
-                "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, {hist.steps} steps "
-                              f"({epochs} epochs) in {hist.seconds:.0f} s wall",
-                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__)}
-        path = save_checkpoint(shipped_path(target, n), model, scratch_config(target, hist.steps, args.seed, n), meta)
-        print(f"[scratch] {target}: {hist.steps} steps in {hist.seconds:.0f} s, final loss {hist.loss[-1]:.4f} "
-              f"-> {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    for target in ("photo_crops", "fashion_mnist"):
+        d = load_target(target)  # once per target, for every budget
+        for n in args.n:
+            epochs = SHIPPED_EPOCHS[n] if args.epochs is None else args.epochs
+            pool = labelled_pool(d, [n], 1)
+            x, y = pool["x_lab"], pool["y_lab"]
+            steps = epochs * (len(x) // RECIPE["batch_size"])
+            torch.manual_seed(args.seed)
+            model = scratch_cnn(to_float(x[:1]).shape[1], len(d["classes"]))
+            hist = train_scratch(model, x, y, steps, seed=args.seed, desc=f"{target}, n={n}")
+            meta = {"seconds": hist.seconds, "loss": hist.loss,
+                    "command": ("python -m aria_utils.scratch "
+                                + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
+                    "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, {hist.steps} steps "
+                                  f"({epochs} epochs) in {hist.seconds:.0f} s wall",
+                    "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__)}
+            path = save_checkpoint(shipped_path(target, n), model, scratch_config(target, hist.steps, args.seed, n),
+                                   meta)
+            print(f"[scratch] {target}, n={n}: {hist.steps} steps in {hist.seconds:.0f} s, final loss "
+                  f"{hist.loss[-1]:.4f} -> {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

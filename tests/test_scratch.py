@@ -62,3 +62,8 @@ def test_shipped_scratch_networks_load(target, channels, n):
     m, meta = S.load_shipped_scratch(target, channels, 10, n)
     assert meta["config"]["n"] == n and "command" in meta and len(meta["loss"]) == meta["config"]["steps"]
     assert meta["config"]["steps"] == S.SHIPPED_EPOCHS[n] * (n * 10 // S.RECIPE["batch_size"])
+
+
+def test_cli_rejects_a_training_of_no_epochs():
+    with pytest.raises(SystemExit):
+        S.main(["--n", "100", "--epochs", "0"])
