@@ -1,19 +1,23 @@
-"""Train-or-load: checkpoints keyed by a name and the config, written atomically, read safely."""
+"""Train-or-load: checkpoints keyed by a name, the config and the code that trains them, written atomically,
+read safely; the same for expensive derived results (frozen features, embeddings)."""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn as nn
 
+from .fingerprint import code_fingerprint
 from .io import atomic_write_bytes
 from .setup import repo_root
+
+R = TypeVar("R")
 
 
 class CheckpointError(RuntimeError):
@@ -30,9 +34,9 @@ def config_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def checkpoint_path(name: str, config: dict[str, Any]) -> Path:
-    """`cache/<name>-<hash of config>.pt`."""
-    return cache_dir() / f"{name}-{config_key(config)}.pt"
+def checkpoint_path(name: str, config: dict[str, Any], code: str = "") -> Path:
+    """`cache/<name>-<hash of config and code fingerprint>.pt`."""
+    return cache_dir() / f"{name}-{config_key({'config': config, 'code': code} if code else config)}.pt"
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict[str, Any], meta: dict[str, Any] | None = None) -> Path:
@@ -68,19 +72,21 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict[str, Any] |
 
 
 def train_or_load(name: str, config: dict[str, Any], model: nn.Module,
-                  train: Callable[[nn.Module], dict[str, Any] | None]) -> dict[str, Any]:
+                  train: Callable[[nn.Module], dict[str, Any] | None], code: Sequence[object] = ()) -> dict[str, Any]:
     """Load `cache/<name>-<hash>.pt` into `model` if it is there and sound; otherwise call
     `train(model)` (which returns plain metadata, e.g. a history dict) and save the result.
 
-    A corrupt or mismatched file is reported and retrained, never used silently.
-    Returns the metadata, with `meta["loaded"]` telling which happened.
+    The hash covers `config` and the code: `train`, the model's classes, `code` (more functions or classes)
+    and what they call in the notebook and the package (`code_fingerprint`), so that editing any of them
+    retrains and the same code loads. A corrupt or mismatched file is reported and retrained, never used
+    silently. Returns the metadata, with `meta["loaded"]` telling which happened.
     """
-    path = checkpoint_path(name, config)
+    path = checkpoint_path(name, config, code_fingerprint(train, model, *code))
     if path.exists():
         initial = {k: v.clone() for k, v in model.state_dict().items()}
         try:
             meta = load_checkpoint(path, model, config)
-            print(f"[cache] loaded {path.name} (delete it to retrain)")
+            print(f"[cache] loaded {path.name} (same config and code)")
             return {**meta, "loaded": True}
         except CheckpointError as e:
             model.load_state_dict(initial)  # undo any partial load
@@ -88,3 +94,21 @@ def train_or_load(name: str, config: dict[str, Any], model: nn.Module,
     meta = train(model) or {}
     save_checkpoint(path, model, config, meta)
     return {**meta, "loaded": False}
+
+
+def compute_or_load(name: str, config: dict[str, Any], compute: Callable[[], R], code: Sequence[object] = ()) -> R:
+    """A derived result (tensors, numbers, and dicts, lists or tuples of them) cached like a checkpoint:
+    keyed by `config` and the fingerprint of `compute` and `code`; loaded with `weights_only=True`."""
+    path = checkpoint_path(name, config, code_fingerprint(compute, *code))
+    if path.exists():
+        try:
+            value = torch.load(path, map_location="cpu", weights_only=True)
+            print(f"[cache] loaded {path.name} (same config and code)")
+            return value
+        except Exception as e:  # a torn or foreign file: recompute, never use it
+            print(f"[cache] {path.name} is not readable ({type(e).__name__}) -> recomputing")
+    value = compute()
+    buf = io.BytesIO()
+    torch.save(value, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return value
