@@ -1,7 +1,7 @@
 """Figures: image grids, training curves, attention and mask overlays, 2-D embeddings."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -130,3 +130,20 @@ def pca_2d(features: torch.Tensor) -> torch.Tensor:
     x = features.float() - features.float().mean(0)
     _, _, v = torch.pca_lowrank(x, q=2, center=False)
     return x @ v[:, :2]
+
+
+def try_it(draw: Callable[..., None], **controls: object) -> None:
+    """A "Try it" widget: `ipywidgets.interactive(draw, **controls)`, redrawn when a control moves.
+
+    Headless (`ARIA_HEADLESS`, a stored run) the figure of the default values is also drawn as an ordinary
+    output, so that the stored notebook and the reading edition show it (a widget's own output is not stored).
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from .progress import headless
+
+    panel = widgets.interactive(draw, **controls)
+    display(panel)
+    if headless():
+        draw(**panel.kwargs)

@@ -24,6 +24,9 @@ def _clean(value: object) -> object:
     raise TypeError(f"record() takes a number, a string or a bool, not {type(value).__name__}")
 
 
+_RECORDED: dict[str, object] = {}  # this kernel's figures, in the order recorded
+
+
 def record(name: str, value: object, notebook: str | None = None) -> None:
     """Print `[metric] name = value` and add it to build/metrics/<notebook>.<speed>.json.
 
@@ -33,8 +36,20 @@ def record(name: str, value: object, notebook: str | None = None) -> None:
     if not notebook:
         raise RuntimeError("record() needs the notebook's name: call aria_utils.setup('NN_name') first.")
     value = _clean(value)
+    _RECORDED[name] = value
     print(f"[metric] {name} = {value}")
     path = metrics_dir() / f"{notebook}.{get_speed()}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[name] = value
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def show_metrics(columns: int = 3) -> None:
+    """The figures recorded so far in this kernel as a compact table (name, value), `columns` pairs a row."""
+    from html import escape
+
+    from IPython.display import HTML, display
+
+    items = [f"<td><code>{escape(k)}</code></td><td>{escape(str(v))}</td>" for k, v in _RECORDED.items()]
+    rows = ["<tr>" + "".join(items[i:i + columns]) + "</tr>" for i in range(0, len(items), columns)]
+    display(HTML("<table>" + "".join(rows) + "</table>"))
