@@ -119,8 +119,8 @@ def student_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         f"**Student edition.** Write the lines marked `{YOUR_CODE}` in {names}. The cell just after each one "
         "gives feedback: *correct*, *not yet* (with a hint) or *not written yet*. A cell that needs a function "
         "you have not written yet says which one: write it, then run the cells from there again. Trained models "
-        "are cached: if you change a function after a model was trained with it, delete the folder "
-        "`A.checkpoints.cache_dir()` to retrain.", id=NOTE_ID)
+        "are cached under the code that trained them: change a function and the models that use it retrain.",
+        id=NOTE_ID)
     at = 1 if cells and cells[0].cell_type == "markdown" else 0  # under the title
     out.cells = cells[:at] + [note] + cells[at:]
     return out
