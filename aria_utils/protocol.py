@@ -81,7 +81,7 @@ def scene_images(split: str, per_class: int, seed: int | None = None) -> tuple[t
     Deterministic: the items are `per_class_subset(labels, per_class, seed=0)`, and `seed` (default: 0 for
     train, 1 for test) draws their position, scale and background crop.
     """
-    from .multitask import make_scenes  # matplotlib is imported there; only the scene benchmark needs it
+    from .scenes import make_scenes  # the photographs are loaded only for the scene benchmark
 
     if split not in SCENE_SEEDS:
         raise ValueError(f"split={split!r}: use 'train' or 'test'.")

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .augment import resize, simclr_augment
+from .blocks import conv_bn
 from .checkpoints import load_checkpoint, save_checkpoint, train_or_load
 from .data import to_float
 from .setup import repo_root
@@ -33,11 +34,6 @@ from .training import History, fit
 
 
 # ----------------------------------------------------------------------------- the shared encoder
-
-def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    """3x3 convolution, batch norm, ReLU."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
 
 class ConvEncoder(nn.Module):
     """phi: `[B, 1, H, W]` in [0, 1] -> code `[B, dim]`. Resizes to `size` x `size` first (if needed).

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .data import to_float
-from .representation import conv_bn
+from .blocks import conv_bn
 from .setup import repo_root
 from .training import History, fit
 from .transfer import labelled_pool, load_target, random_shift_flip

@@ -1,0 +1,55 @@
+"""Scenes shared by notebooks 02-05: a Fashion-MNIST item placed by `make_canvas` at a random position and
+scale, pasted on a crop of a real photograph (grass, gravel, brick, ...), so that its mask is not simply "the
+bright pixels"."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .data import load_photo, make_canvas
+
+BACKGROUNDS = ("grass", "gravel", "brick", "camera", "coffee", "astronaut", "rocket", "chelsea")
+
+
+def background_photos(names: Sequence[str] = BACKGROUNDS, zoom: float = 0.25) -> list[torch.Tensor]:
+    """Grey photographs `[H, W]` in [0, 1], shrunk by `zoom` so that a crop shows some structure."""
+    if not 0 < zoom <= 1:
+        raise ValueError(f"zoom={zoom}: use a value in (0, 1].")
+    out = []
+    for name in names:
+        p = torch.from_numpy(load_photo(name)).float().mean(-1) / 255.0  # [H, W]
+        out.append(F.interpolate(p[None, None], scale_factor=zoom, mode="area")[0, 0])
+    return out
+
+
+def make_scenes(images: torch.Tensor, labels: torch.Tensor, canvas: int = 48, scale: tuple[float, float] = (0.4, 0.9),
+                clutter: float = 0.6, seed: int = 0, backgrounds: Sequence[torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
+    """`make_canvas`, then the black background replaced by a random photo crop times `clutter`.
+
+    Returns the same keys as `make_canvas`: `image` `[N, 1, canvas, canvas]`, `label` `[N]`, `box` `[N, 4]`
+    (x0, y0, x1, y1 in pixels), `mask` bool `[N, canvas, canvas]` (the item's pixels, unchanged).
+    """
+    if not 0 <= clutter <= 1:
+        raise ValueError(f"clutter={clutter}: use a value in [0, 1] (0 = black background).")
+    d = make_canvas(images, labels, canvas=canvas, scale=scale, seed=seed)
+    if clutter == 0:
+        return d
+    photos = list(backgrounds) if backgrounds is not None else background_photos()
+    small = [p for p in photos if min(p.shape) < canvas]
+    if small:
+        raise ValueError(f"background photos must be at least {canvas} px on each side, got {small[0].shape}.")
+    g = torch.Generator().manual_seed(seed + 1)
+    n = d["image"].shape[0]
+    which = torch.randint(0, len(photos), (n,), generator=g)
+    u = torch.rand(n, 2, generator=g)
+    bg = torch.empty(n, 1, canvas, canvas)
+    for i in range(n):
+        p = photos[int(which[i])]
+        y0 = int(u[i, 0] * (p.shape[0] - canvas + 1))
+        x0 = int(u[i, 1] * (p.shape[1] - canvas + 1))
+        bg[i, 0] = p[y0:y0 + canvas, x0:x0 + canvas]
+    d["image"] = torch.where(d["mask"][:, None], d["image"], clutter * bg)
+    return d
