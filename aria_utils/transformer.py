@@ -1,4 +1,5 @@
-"""The lecture's transformer block, equations (1)-(6), for reuse by notebooks 07-09.
+"""The lecture's transformer block, equations (1)-(6), for reuse by notebooks 07-09, with the decoder's two
+additions (a causal mask, cross-attention) and the copies of the lecture-shaped weights into PyTorch's layers.
 
 Notebook 06 writes the same block by hand, equation by equation, and shows that it equals this one.
 Shapes: B batch, n tokens, d model width, H heads, k per-head width, m hidden width of the MLP.
@@ -30,18 +31,20 @@ class MultiHeadAttention(nn.Module):
         self.attend = nn.Softmax(dim=-1)  # (2)
         self.use_sdpa = use_sdpa
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x `[B, n, d]` -> u' `[B, n, d]` (and alpha `[B, H, n, n]`). `mask` `[n, n]` or `[B, 1, n, n]`,
-        bool, True where attention is allowed."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False,
+                memory: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x `[B, n, d]` -> u' `[B, n, d]` (and alpha `[B, H, n, n']`). `mask` `[n, n']` or `[B, 1, n, n']`,
+        bool, True where attention is allowed. `memory` `[B, n', d]`: cross-attention, keys and values from it."""
         B, n, _ = x.shape
-        q, k, v = (W(x).view(B, n, self.H, self.k).transpose(1, 2) for W in (self.W_q, self.W_k, self.W_v))
-        # q, k, v: (B, H, n, k)
+        src = x if memory is None else memory  # cross-attention: the only change
+        q = self.W_q(x).view(B, n, self.H, self.k).transpose(1, 2)
+        k, v = (W(src).view(B, src.shape[1], self.H, self.k).transpose(1, 2) for W in (self.W_k, self.W_v))
+        # q: (B, H, n, k); k, v: (B, H, n', k)
         if self.use_sdpa and not return_attention:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, n, k)
             alpha = None
         else:
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.k)  # (B, H, n, n)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.k)  # (B, H, n, n')
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             alpha = self.attend(scores)  # (2) softmax over j
@@ -97,3 +100,89 @@ def sinusoidal_positions(n: int, d: int, base: float = 10000.0) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle[:, : d // 2])
     return pe
+
+
+def causal_mask(n: int) -> torch.Tensor:
+    """`[n, n]` bool, True where token i may look at token j, i.e. j <= i (the decoder's self-attention)."""
+    return torch.ones(n, n, dtype=torch.bool).tril()
+
+
+class DecoderBlock(nn.Module):
+    """The decoder block of "Attention is all you need" (post-norm, ReLU, no biases): equations (1)-(4) with a
+    causal mask, the same (1)-(4) again with keys and values from the encoder's output (cross-attention),
+    then (5)-(6). The same computation as `nn.TransformerDecoderLayer(norm_first=False)`."""
+
+    def __init__(self, d: int, H: int, m: int, k: int | None = None, use_sdpa: bool = True) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d, H, k, use_sdpa=use_sdpa)
+        self.cross_attn = MultiHeadAttention(d, H, k, use_sdpa=use_sdpa)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.W_1 = nn.Linear(d, m, bias=False)
+        self.W_2 = nn.Linear(m, d, bias=False)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, return_attention: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """y `[B, n, d]` (the output so far), memory `[B, n', d]` -> z `[B, n, d]` (and the cross-attention
+        alpha `[B, H, n, n']`)."""
+        u = self.norm1(y + self.self_attn(y, causal_mask(y.shape[1]).to(y.device)))  # (1)-(4), causal
+        c = self.cross_attn(u, memory=memory, return_attention=return_attention)     # (1)-(3), cross
+        c, alpha = c if return_attention else (c, None)
+        v = self.norm2(u + c)                                                          # (4)
+        z = self.norm3(v + self.W_2(torch.relu(self.W_1(v))))                          # (5), (6)
+        return (z, alpha) if return_attention else z
+
+
+def stack_heads(W: torch.Tensor) -> torch.Tensor:
+    """The lecture's H matrices `[H, d, k]` -> `[H*k, d]`, side by side and transposed as nn.Linear keeps them."""
+    H, d, k = W.shape
+    return W.permute(1, 0, 2).reshape(d, H * k).T
+
+
+def _copy_attention(attn: nn.Module, P: dict[str, torch.Tensor]) -> None:
+    """Copy W_q, W_k, W_v `[H, d, k]` and W_c `[H, k, d]` into a MultiHeadAttention or nn.MultiheadAttention."""
+    H, d, k = P["W_q"].shape
+    W_c = P["W_c"].reshape(H * k, d).T
+    if isinstance(attn, MultiHeadAttention):
+        for name in ("W_q", "W_k", "W_v"):
+            getattr(attn, name).weight.copy_(stack_heads(P[name]))
+        attn.W_c.weight.copy_(W_c)
+        return
+    attn.in_proj_weight.copy_(torch.cat([stack_heads(P[name]) for name in ("W_q", "W_k", "W_v")]))
+    attn.out_proj.weight.copy_(W_c)
+    for bias in (attn.in_proj_bias, attn.out_proj.bias):
+        if bias is not None:
+            bias.zero_()
+
+
+@torch.no_grad()
+def load_lecture_params(module: nn.Module, P: dict[str, torch.Tensor], cross: dict[str, torch.Tensor] | None = None
+                        ) -> nn.Module:
+    """Copy the lecture-shaped weights `P` (W_q, W_k, W_v `[H, d, k]`, W_c `[H, k, d]`, gamma_1, beta_1,
+    W_1 `[d, m]`, W_2 `[m, d]`, gamma_2, beta_2) into `module`, in eval mode, and return it.
+
+    `module`: `nn.MultiheadAttention`, `MultiHeadAttention`, `nn.TransformerEncoderLayer`, `TransformerBlock`; with `cross` (the
+    cross-attention's W_q, W_k, W_v, W_c and its LayerNorm's gamma, beta), `nn.TransformerDecoderLayer` or
+    `DecoderBlock`. The linear layers' biases, where PyTorch has them, are set to zero.
+    """
+    if isinstance(module, (nn.MultiheadAttention, MultiHeadAttention)):
+        _copy_attention(module, P)
+        return module.eval()
+    decoder = isinstance(module, (nn.TransformerDecoderLayer, DecoderBlock))
+    if decoder and cross is None:
+        raise ValueError("a decoder layer needs the cross-attention's weights: pass cross=...")
+    _copy_attention(module.self_attn if hasattr(module, "self_attn") else module.attn, P)
+    norms = [module.norm1, module.norm2] + ([module.norm3] if decoder else [])
+    pairs = [(P["gamma_1"], P["beta_1"])] + ([(cross["gamma"], cross["beta"])] if decoder else [])
+    pairs.append((P["gamma_2"], P["beta_2"]))
+    for norm, (gamma, beta) in zip(norms, pairs):
+        norm.weight.copy_(gamma)
+        norm.bias.copy_(beta)
+    if decoder:
+        _copy_attention(module.multihead_attn if hasattr(module, "multihead_attn") else module.cross_attn, cross)
+    lin1, lin2 = (module.linear1, module.linear2) if hasattr(module, "linear1") else (module.W_1, module.W_2)
+    lin1.weight.copy_(P["W_1"].T)
+    lin2.weight.copy_(P["W_2"].T)
+    for lin in (lin1, lin2):
+        if lin.bias is not None:
+            lin.bias.zero_()
+    return module.eval()

@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from aria_utils.transformer import MultiHeadAttention, TransformerBlock, sinusoidal_positions
+from aria_utils.transformer import (DecoderBlock, MultiHeadAttention, TransformerBlock, causal_mask,
+                                    load_lecture_params, sinusoidal_positions, stack_heads)
 
 D, H, M = 32, 4, 64
 
@@ -141,3 +143,69 @@ def test_sinusoidal_positions() -> None:
 def test_bad_activation_is_refused() -> None:
     with pytest.raises(ValueError, match="activation"):
         TransformerBlock(D, H, M, activation="tanh")
+
+
+def _lecture_params(d: int = D, H: int = H, m: int = M, seed: int = 0) -> dict:
+    """Random weights in the lecture's shapes (float64), LayerNorms away from 1 and 0."""
+    g = torch.Generator().manual_seed(seed)
+    k = d // H
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64) / math.sqrt(s[-2] if len(s) > 1 else 1)
+    return {"W_q": r(H, d, k), "W_k": r(H, d, k), "W_v": r(H, d, k), "W_c": r(H, k, d),
+            "gamma_1": 1 + 0.1 * r(d), "beta_1": 0.1 * r(d), "W_1": r(d, m), "W_2": r(m, d),
+            "gamma_2": 1 + 0.1 * r(d), "beta_2": 0.1 * r(d)}
+
+
+def test_causal_mask_matches_sdpa_is_causal() -> None:
+    mask = causal_mask(5)
+    assert mask.dtype == torch.bool and mask[2, :3].all() and not mask[2, 3:].any()
+    q, k, v = (torch.randn(2, 4, 7, 8, dtype=torch.float64) for _ in range(3))
+    ours = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(7))
+    theirs = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert (ours - theirs).abs().max() < 1e-12
+
+
+def test_cross_attention_matches_multihead_attention() -> None:
+    P = _lecture_params()
+    mha = load_lecture_params(MultiHeadAttention(D, H, use_sdpa=False).double(), P)
+    ref = load_lecture_params(nn.MultiheadAttention(D, H, bias=False, batch_first=True, dtype=torch.float64), P)
+    y, mem = torch.randn(2, 5, D, dtype=torch.float64), torch.randn(2, 9, D, dtype=torch.float64)
+    with torch.no_grad():
+        u, alpha = mha(y, memory=mem, return_attention=True)
+        u_ref, alpha_ref = ref(y, mem, mem, average_attn_weights=False)
+        u_fused = load_lecture_params(MultiHeadAttention(D, H).double(), P)(y, memory=mem)
+    assert (u_fused - u_ref).abs().max() < 1e-10
+    assert alpha.shape == (2, H, 5, 9) and u.shape == (2, 5, D)
+    assert (u - u_ref).abs().max() < 1e-10 and (alpha - alpha_ref).abs().max() < 1e-12
+
+
+def test_decoder_block_equals_pytorch_decoder_layer() -> None:
+    P, C = _lecture_params(seed=1), _lecture_params(seed=2)
+    cross = {"W_q": C["W_q"], "W_k": C["W_k"], "W_v": C["W_v"], "W_c": C["W_c"], "gamma": C["gamma_1"],
+             "beta": C["beta_1"]}
+    ours = load_lecture_params(DecoderBlock(D, H, M).double(), P, cross)
+    ref = load_lecture_params(nn.TransformerDecoderLayer(D, H, M, dropout=0.0, batch_first=True,
+                                                         dtype=torch.float64), P, cross)
+    y, mem = torch.randn(3, 6, D, dtype=torch.float64), torch.randn(3, 4, D, dtype=torch.float64)
+    with torch.no_grad():
+        z, alpha = ours(y, mem, return_attention=True)
+        z_ref = ref(y, mem, tgt_mask=~causal_mask(6), tgt_is_causal=True)
+        z_fused = ours(y, mem)
+        y2 = y.clone()
+        y2[:, -1] += 3.0  # the future does not change the past
+        z2 = ours(y2, mem)
+    assert (z - z_ref).abs().max() < 1e-10 and (z_fused - z_ref).abs().max() < 1e-10
+    assert alpha.shape == (3, H, 6, 4)
+    assert (z[:, :-1] - z2[:, :-1]).abs().max() < 1e-12
+    with pytest.raises(ValueError, match="cross"):
+        load_lecture_params(DecoderBlock(D, H, M).double(), P)
+
+
+def test_lecture_params_into_encoder_layer_and_block() -> None:
+    P = _lecture_params(seed=3)
+    block = load_lecture_params(TransformerBlock(D, H, M).double(), P)
+    ref = load_lecture_params(nn.TransformerEncoderLayer(D, H, M, dropout=0.0, batch_first=True,
+                                                         dtype=torch.float64), P)
+    x = torch.randn(2, 7, D, dtype=torch.float64)
+    with torch.no_grad():
+        assert (block(x) - ref(x)).abs().max() < 1e-10
+    assert torch.equal(stack_heads(P["W_q"])[:D // H], P["W_q"][0].T)  # head 0 first, as nn.Linear keeps W^T
