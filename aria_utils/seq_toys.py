@@ -267,6 +267,6 @@ def bag_baseline(x: torch.Tensor, target: torch.Tensor) -> float:
     return float((hit / ties).mean())  # a random choice among ties
 
 
-__all__ = ["ADJS", "NOUNS", "PREPS", "SRC", "TGT", "TokenTransformer", "Translator", "VERBS", "WORDS",
-           "bag_baseline", "bigram_generate", "generate", "grammatical", "next_token_loss", "ngram_cross_entropy", "number_words", "pointer_chase", "sentence",
-           "sentences_of", "toy_english", "translation_pairs", "windows"]
+__all__ = ["ADJS", "NOUNS", "PREPS", "SRC", "TGT", "TokenTransformer", "Translator", "VERBS", "WORDS", "bag_baseline",
+           "bigram_generate", "generate", "grammatical", "next_token_loss", "ngram_cross_entropy", "number_words",
+           "pointer_chase", "sentence", "sentences_of", "toy_english", "translation_pairs", "windows"]

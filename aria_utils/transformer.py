@@ -155,14 +155,14 @@ def _copy_attention(attn: nn.Module, P: dict[str, torch.Tensor]) -> None:
 
 
 @torch.no_grad()
-def load_lecture_params(module: nn.Module, P: dict[str, torch.Tensor], cross: dict[str, torch.Tensor] | None = None
-                        ) -> nn.Module:
+def load_lecture_params(module: nn.Module, P: dict[str, torch.Tensor],
+                        cross: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Copy the lecture-shaped weights `P` (W_q, W_k, W_v `[H, d, k]`, W_c `[H, k, d]`, gamma_1, beta_1,
     W_1 `[d, m]`, W_2 `[m, d]`, gamma_2, beta_2) into `module`, in eval mode, and return it.
 
-    `module`: `nn.MultiheadAttention`, `MultiHeadAttention`, `nn.TransformerEncoderLayer`, `TransformerBlock`; with `cross` (the
-    cross-attention's W_q, W_k, W_v, W_c and its LayerNorm's gamma, beta), `nn.TransformerDecoderLayer` or
-    `DecoderBlock`. The linear layers' biases, where PyTorch has them, are set to zero.
+    `module`: `nn.MultiheadAttention`, `MultiHeadAttention`, `nn.TransformerEncoderLayer`, `TransformerBlock`;
+    with `cross` (the cross-attention's W_q, W_k, W_v, W_c and its LayerNorm's gamma, beta),
+    `nn.TransformerDecoderLayer` or `DecoderBlock`. The linear layers' biases, where PyTorch has them, are set to zero.
     """
     if isinstance(module, (nn.MultiheadAttention, MultiHeadAttention)):
         _copy_attention(module, P)

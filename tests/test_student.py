@@ -44,10 +44,11 @@ WRONG = {
                "    z_visible = torch.gather(z, 1, ids_shuffle[:, :len_keep, None].expand(-1, -1, d))\n"
                "    mask = torch.ones(B, L)\n    mask[:, :len_keep] = 0  # left in shuffled order\n"
                "    return z_visible, mask, ids_restore"],
-    "06_attention_step_by_step": ["    return torch.softmax(Q @ K.transpose(-2, -1) + bias, dim=-1)  # no 1 / sqrt(k)",
-                                  "    return torch.einsum(\"hik,hkd->id\", alpha @ V, W_c) / len(alpha)  # a mean over h",
-                                  "    mean = v.mean(-1, keepdim=True)\n"
-                                  "    return gamma * (v - mean) / v.std(-1, keepdim=True) + beta  # Bessel, no eps"],
+    "06_attention_step_by_step": [
+        "    return torch.softmax(Q @ K.transpose(-2, -1) + bias, dim=-1)  # no 1 / sqrt(k)",
+        "    return torch.einsum(\"hik,hkd->id\", alpha @ V, W_c) / len(alpha)  # a mean over h",
+        "    mean = v.mean(-1, keepdim=True)\n"
+        "    return gamma * (v - mean) / v.std(-1, keepdim=True) + beta  # Bessel, no eps"],
     "07_vit_attention_maps": ["    R = torch.eye(alphas.shape[-1]).expand(len(alphas), -1, -1)\n"
                               "    for l in range(alphas.shape[1]):\n"
                               "        R = alphas[:, l].mean(dim=1) @ R  # no skip connection\n    return R"],
