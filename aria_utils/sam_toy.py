@@ -4,11 +4,24 @@ and the plumbing for the real Segment Anything predictor (weights, a tiny random
 A scene is a 48 x 48 grey image holding three nested objects, the lecture's "whole, part, and
 subpart": a striped rectangle (whole) holding a Fashion-MNIST item (part) holding a small
 checkerboard square (subpart). A point inside the subpart has three valid masks.
+
+Notebook 09 trains one pair of networks live and loads the 3-seed networks of its measurements from
+`checkpoints/sam_toy_<variant>_seed<s>.pt`. Reproduce them (2 CPU threads, about a minute each here):
+
+    ARIA_THREADS=2 python -m aria_utils.sam_toy --variants K1 K3 --seeds 0 1 2
+    ARIA_THREADS=2 python -m aria_utils.sam_toy --variants K3_eps0 K3_mean --seeds 0 1 2
 """
 from __future__ import annotations
 
+import argparse
 import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +29,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 LEVELS = ("whole", "part", "subpart")
+# The scenes of notebook 09 (train and test items come from Fashion-MNIST's train and test splits).
+SCENES: dict[str, int] = {"size": 32, "n_train": 3000, "n_test": 400, "seed_train": 1, "seed_test": 2}
+# One recipe for every network: AdamW, `warmup` steps of learning-rate warm-up then a cosine to 0, `level_warmup`
+# steps where output k learns level k only, then the rule (`eps` on the losing masks, `lam` on the IoU head).
+RECIPE: dict[str, Any] = {"batch_size": 32, "lr": 3e-3, "warmup": 20, "widths": (8, 24, 48), "lam": 1.0,
+                          "level_warmup": 60}
+# The networks measured over seeds: K outputs, the rule after the warm-up ("min": the lecture's minimum over
+# masks, "mean": every mask learns every target), and eps.
+VARIANTS: dict[str, dict[str, Any]] = {"K1": {"k": 1, "rule": "min", "eps": 0.05},
+                                       "K3": {"k": 3, "rule": "min", "eps": 0.05},
+                                       "K3_eps0": {"k": 3, "rule": "min", "eps": 0.0},
+                                       "K3_mean": {"k": 3, "rule": "mean", "eps": 0.05}}
+SHIPPED_STEPS = 1200
+VALID = 0.9  # a mask counts as a valid answer when its IoU with a valid mask is at least this
 SAM_VIT_B_URL = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
 SAM_VIT_B_SHA256 = "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"
 
@@ -224,22 +251,523 @@ def predict_masks(model: PromptableSegmenter, image: torch.Tensor, points: torch
 
 
 # ----------------------------------------------------------------------------------------------
+# training: the minimum loss over masks, the warm-up, the recipe
+# ----------------------------------------------------------------------------------------------
+
+def nested_scene_sets(n_train: int, n_test: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Training scenes from Fashion-MNIST's train items, test scenes from its test items (`SCENES`' size, seeds)."""
+    from .data import load_fashion_mnist
+
+    x_train, _ = load_fashion_mnist("train")
+    x_test, _ = load_fashion_mnist("test")
+    size = SCENES["size"]
+    return (make_nested_scenes(x_train, n_train, size=size, seed=SCENES["seed_train"]),
+            make_nested_scenes(x_test, n_test, size=size, seed=SCENES["seed_test"]))
+
+
+def per_mask_loss(logits: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """`l_k = BCE + Dice` of every mask logit `[B, K, H, W]` against the target `m [B, H, W]` -> `[B, K]`."""
+    t = m[:, None].float().expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((2, 3))
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * t).sum((2, 3)) + 1) / (p.sum((2, 3)) + t.sum((2, 3)) + 1)
+    return bce + dice
+
+
+def sam_loss(logits: torch.Tensor, s_hat: torch.Tensor, m: torch.Tensor, eps: float = 0.05, lam: float = 1.0,
+             rule: str = "min") -> tuple[torch.Tensor, torch.Tensor]:
+    """The lecture's loss: `min_k l_k` + `eps` x mean of the others + `lam` x MSE(s_hat, IoU) -> (L, k* `[B]`).
+
+    `rule="mean"` is the baseline without the minimum: every mask learns every target (`mean_k l_k`).
+    """
+    if rule not in ("min", "mean"):
+        raise ValueError(f"rule={rule!r}: use 'min' (the lecture's) or 'mean'.")
+    k = logits.shape[1]
+    l = per_mask_loss(logits, m)
+    l_min, k_star = l.min(dim=1)
+    iou = mask_iou(logits.detach() > 0, m[:, None])
+    l_iou = ((s_hat - iou) ** 2).mean(dim=1)
+    if rule == "mean":
+        return (l.mean(dim=1) + lam * l_iou).mean(), k_star
+    l_rest = (l.sum(dim=1) - l_min) / max(k - 1, 1)
+    return (l_min + eps * l_rest + lam * l_iou).mean(), k_star
+
+
+def warmup_loss(logits: torch.Tensor, s_hat: torch.Tensor, prompt: dict[str, torch.Tensor],
+                lam: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The warm-up: output k learns the target only when the annotator chose level k -> (L, the level `[B]`)."""
+    level = prompt["target_level"]
+    l_level = per_mask_loss(logits, prompt["target"])[torch.arange(len(level)), level]
+    iou = mask_iou(logits.detach() > 0, prompt["target"][:, None])
+    return (l_level + lam * ((s_hat - iou) ** 2).mean(dim=1)).mean(), level
+
+
+LossRule = Callable[..., "tuple[torch.Tensor, torch.Tensor]"]
+
+
+def make_training_step(warmup: int, loss: LossRule = sam_loss, **loss_kw: Any
+                       ) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
+    """A step for `fit`: a random point and a random valid target per scene; the warm-up for `warmup` steps
+    (K > 1), then `loss(logits, s_hat, target, **loss_kw)`. Logs `wins_k`, the share of the batch won by output k."""
+    calls = [0]
+
+    def training_step(model: PromptableSegmenter, image: torch.Tensor, masks: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
+        calls[0] += 1
+        prompt = sample_prompts(masks)
+        logits, s_hat = model(image, prompt["point"])
+        if model.k > 1 and calls[0] <= warmup:
+            out, k_star = warmup_loss(logits, s_hat, prompt, lam=loss_kw.get("lam", 1.0))
+        else:
+            out, k_star = loss(logits, s_hat, prompt["target"], **loss_kw)
+        return out, {f"wins_{k}": (k_star == k).float().mean().item() for k in range(logits.shape[1])}
+
+    return training_step
+
+
+def new_segmenter(variant: str, seed: int) -> PromptableSegmenter:
+    """The network of `variant` (`VARIANTS`) for `SCENES`' size, with the initial weights that `seed` gives."""
+    torch.manual_seed(seed)
+    return PromptableSegmenter(k=VARIANTS[variant]["k"], widths=RECIPE["widths"], size=SCENES["size"])
+
+
+def train_segmenter(model: PromptableSegmenter, train: dict[str, torch.Tensor], steps: int, *, seed: int,
+                    loss: LossRule = sam_loss, seconds: float | None = None, desc: str = "train",
+                    progress: bool = True, **loss_kw: Any) -> dict[str, Any]:
+    """`RECIPE` for `steps` steps on the scenes `train` with the rule `loss(..., **loss_kw)`; the history as a dict."""
+    from .training import fit
+
+    step = make_training_step(RECIPE["level_warmup"], loss, lam=RECIPE["lam"], **loss_kw)
+    hist = fit(model, [train["image"], train["masks"]], step, steps=steps, seconds=seconds,
+               batch_size=RECIPE["batch_size"], lr=RECIPE["lr"], warmup=RECIPE["warmup"], seed=seed, desc=desc,
+               progress=progress)
+    return hist.to_dict()
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation: best of K, the blend, the ranking by predicted IoU
+# ----------------------------------------------------------------------------------------------
+
+def eval_prompts(masks: torch.Tensor, seed: int = 1) -> dict[int, dict[str, torch.Tensor]]:
+    """One point per test scene in each region (0: whole only, 1: part, 2: subpart), drawn with `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return {level: sample_prompts(masks, level=level, generator=g) for level in range(3)}
+
+
+@torch.no_grad()
+def evaluate_segmenter(model: PromptableSegmenter, test: dict[str, torch.Tensor],
+                       prompts: dict[int, dict[str, torch.Tensor]]) -> dict[int, dict[str, torch.Tensor]]:
+    """Per region `level` of the point: `iou [N, K, 3]` of each output (> 0.5) with each level's mask,
+    `s_hat [N, K]`, `drawn [N, K]` (IoU with the annotator's drawn target) and `blend [N, 2]`: the mean
+    |p - average of the valid masks| and the smallest mean |p - one valid mask| of output 1's probabilities,
+    over the whole's pixels."""
+    out = {}
+    masks = test["masks"]
+    inside = masks[:, 0].float()
+    for level, pr in prompts.items():
+        probs, s_hat = predict_masks(model, test["image"], pr["point"])
+        valid = masks[:, : level + 1].float()  # [N, l + 1, H, W]
+        p = probs[:, :1]
+        dist = ((p - valid).abs() * inside[:, None]).sum((2, 3)) / inside.sum((1, 2))[:, None]  # [N, l + 1]
+        to_avg = ((probs[:, 0] - valid.mean(1)).abs() * inside).sum((1, 2)) / inside.sum((1, 2))
+        out[level] = {"iou": mask_iou(probs[:, :, None] > 0.5, masks[:, None]), "s_hat": s_hat,
+                      "drawn": mask_iou(probs > 0.5, pr["target"][:, None]),
+                      "blend": torch.stack([to_avg, dist.min(1).values], 1)}
+    return out
+
+
+def best_of_k(ev: dict[int, dict[str, torch.Tensor]], level: int) -> torch.Tensor:
+    """Mean IoU of the closest output with each valid mask of points in region `level` -> `[level + 1]`."""
+    return ev[level]["iou"].max(dim=1).values[:, : level + 1].mean(0)
+
+
+def ranking(ev: dict[int, dict[str, torch.Tensor]], levels: tuple[int, ...] = (0, 1, 2)) -> dict[str, torch.Tensor]:
+    """How well a choice of one output answers the annotator, over points of the regions `levels` (equal shares).
+
+    The score of an output on a point is its IoU with the intended mask, averaged over the annotator's uniform
+    choice among the valid masks. Returns `top1` (the output with the highest predicted IoU), `always [K]`
+    (always output k), `oracle` (the best output for each point), `top1_valid` and `always_valid [K]` (share
+    of points where the chosen output is a valid mask, IoU >= VALID with one of them).
+    """
+    score, s_hat, valid = [], [], []
+    for level in levels:
+        iou = ev[level]["iou"][:, :, : level + 1]  # [N, K, valid masks]
+        score.append(iou.mean(2))
+        valid.append((iou.max(2).values >= VALID).float())
+        s_hat.append(ev[level]["s_hat"])
+    score, s_hat, valid = torch.cat(score), torch.cat(s_hat), torch.cat(valid)
+    top = s_hat.argmax(1)
+    rows = torch.arange(len(top))
+    return {"top1": score[rows, top].mean(), "always": score.mean(0), "oracle": score.max(1).values.mean(),
+            "top1_valid": valid[rows, top].mean(), "always_valid": valid.mean(0)}
+
+
+def sam_loss_loop(logits: torch.Tensor, s_hat: torch.Tensor, m: torch.Tensor, eps: float = 0.05,
+                  lam: float = 1.0) -> torch.Tensor:
+    """`sam_loss` written a second way, for checks: PyTorch's loss modules, loops over prompts and masks, `min`."""
+    bce, mse, total = nn.BCEWithLogitsLoss(), nn.MSELoss(), torch.zeros(())
+    for b in range(logits.shape[0]):
+        t = m[b].float()
+        ls = []
+        for k in range(logits.shape[1]):
+            p = logits[b, k].sigmoid()
+            ls.append(bce(logits[b, k], t) + 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1))
+        best = min(range(len(ls)), key=lambda k: ls[k].item())
+        rest = sum(ls[k] for k in range(len(ls)) if k != best) / max(len(ls) - 1, 1)
+        iou = torch.stack([((logits[b, k] > 0) & m[b]).sum() / (((logits[b, k] > 0) | m[b]).sum() + 1e-6)
+                           for k in range(logits.shape[1])])
+        total = total + ls[best] + eps * rest + lam * mse(s_hat[b], iou.float())
+    return total / logits.shape[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# figures and widgets of notebook 09
+# ----------------------------------------------------------------------------------------------
+
+COLOURS = ("tab:blue", "tab:orange", "tab:red")  # whole, part, subpart (and masks 1, 2, 3)
+
+
+def plot_training(live: dict[int, dict[str, Any]], shipped: dict[int, dict[str, Any]], warmup: int) -> None:
+    """Loss of the live pair (per step, smoothed) and of the shipped seed-0 pair (every 10 steps); who wins
+    the minimum (k*) in the live and the shipped K = 3 network."""
+    import matplotlib.pyplot as plt
+
+    from .plot import smooth
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for k, colour in ((1, "tab:purple"), (3, "tab:green")):
+        axes[0].plot(np.arange(20, len(live[k]["loss"]) + 1), smooth(live[k]["loss"], 20), color=colour,
+                     label=f"K = {k}, live")
+        ls = shipped[k]["loss_every_10"]
+        axes[0].plot(10 * np.arange(len(ls))[4:], smooth(ls, 5), color=colour, ls="--", lw=1,
+                     label=f"K = {k}, shipped")
+    axes[0].set(xlabel="step", ylabel="loss (moving average)", title="training loss, seed 0")
+    for ax, (wins, every, name) in zip(axes[1:], ((live[3]["logs"], 1, "live"),
+                                                  (shipped[3]["wins_every_10"], 10, "shipped"))):
+        for k in range(3):
+            w = smooth(wins[f"wins_{k}"], max(20 // every, 1))
+            ax.plot(every * np.arange(len(w)) + (20 if every == 1 else 0), w, color=COLOURS[k],
+                    label=f"output {k + 1}")
+        ax.axvline(warmup, color="k", ls=":", lw=1)
+        ax.set(xlabel="step", ylabel="share of the batch", ylim=(0, 1), title=f"K = 3 ({name}): who wins (k*)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+
+def plot_ambiguous_points(test: dict[str, torch.Tensor], prompt: dict[str, torch.Tensor],
+                          single: PromptableSegmenter, multi: PromptableSegmenter, rows: list[int]) -> None:
+    """For points in the subpart: the average of the valid masks, the 1-output network's probability map (one
+    colour bar) and the three masks of the 3-output network."""
+    import matplotlib.pyplot as plt
+
+    from .plot import overlay_mask
+
+    img, pts = test["image"][rows], prompt["point"][rows]
+    p1, _ = predict_masks(single, img, pts)
+    p3, _ = predict_masks(multi, img, pts)
+    fig, axes = plt.subplots(len(rows), 6, figsize=(13, 2.2 * len(rows)), layout="constrained")
+    for r, i in enumerate(rows):
+        overlay_mask(img[r, 0], point=pts[r], ax=axes[r, 0], title="point in the subpart")
+        for ax, heat, title in ((axes[r, 1], test["masks"][i].float().mean(0), "average of the 3 valid masks"),
+                                (axes[r, 2], p1[r, 0], "K = 1: probability p")):
+            im = ax.imshow(heat, cmap="magma", vmin=0, vmax=1)
+            ax.plot(*pts[r].tolist(), marker="*", color="lime", markersize=10, markeredgecolor="black")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        for k in range(3):
+            overlay_mask(img[r, 0], p3[r, k] > 0.5, point=pts[r], ax=axes[r, 3 + k], color=COLOURS[k],
+                         title=f"K = 3: mask {k + 1} (p > 0.5)")
+    fig.colorbar(im, ax=axes[:, 1:3], shrink=0.8, label="probability that the pixel is in the mask")
+    fig.suptitle("one ambiguous point: one blurred mask (the average), or three valid ones")
+    plt.show()
+
+
+def plot_best_of_k(scores: dict[tuple[str, int], torch.Tensor], names: dict[str, str]) -> None:
+    """Bars: mean over seeds of the best output's IoU with each valid mask (`scores[variant, level]`, `[seeds,
+    level + 1]`), for points in the subpart and in the part; black tick: the worst seed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+    width = 0.8 / len(names)
+    for ax, level in zip(axes, (2, 1)):
+        xs = np.arange(level + 1)
+        for j, (variant, name) in enumerate(names.items()):
+            s = scores[variant, level]
+            dx = (j - (len(names) - 1) / 2) * width
+            ax.bar(xs + dx, s.mean(0), width, label=name)
+            ax.scatter(xs + dx, s.min(0).values, marker="_", s=150, color="k", zorder=3)
+        ax.set_xticks(xs, [f"valid mask: {n}" for n in LEVELS[: level + 1]])
+        ax.set_title(f"points with {level + 1} valid masks ({LEVELS[level]} region)", fontsize=10)
+        ax.set_ylim(0, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("IoU of the closest output\n(tick: worst seed)")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+
+def plot_score_vs_iou(ev: dict[int, dict[str, torch.Tensor]], prompts: dict[int, dict[str, torch.Tensor]]
+                      ) -> dict[str, float]:
+    """Predicted IoU of every output against its true IoU: on unambiguous points, on ambiguous points against
+    the drawn target and against the IoU averaged over the valid masks. Returns the three correlations."""
+    import matplotlib.pyplot as plt
+
+    s0, t0 = ev[0]["s_hat"].flatten(), ev[0]["iou"][:, :, 0].flatten()
+    s2, t2, e2 = ev[2]["s_hat"].flatten(), ev[2]["drawn"].flatten(), ev[2]["iou"].mean(2).flatten()
+    corr = {"unambiguous": float(np.corrcoef(s0, t0)[0, 1]), "ambiguous": float(np.corrcoef(s2, t2)[0, 1]),
+            "ambiguous_expected": float(np.corrcoef(s2, e2)[0, 1])}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
+    panels = [(t0, corr["unambiguous"], "unambiguous points\n(IoU with the one valid mask)"),
+              (t2, corr["ambiguous"], "ambiguous points\n(IoU with the drawn target)"),
+              (e2, corr["ambiguous_expected"], "ambiguous points\n(IoU averaged over the 3 valid masks)")]
+    for ax, (t, c, name) in zip(axes, panels):
+        ax.scatter(t, s0 if t is t0 else s2, s=5, alpha=0.4)
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set_title(f"{name}\ncorrelation {c:.2f}", fontsize=9)
+        ax.set_xlabel("true IoU")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("predicted IoU ŝ")
+    fig.tight_layout()
+    plt.show()
+    return corr
+
+
+def plot_ranking(ranks: dict[tuple[str, int], dict[str, torch.Tensor]], groups: dict[str, str]) -> None:
+    """Bars per group of points (`ranks[group, seed]` from `ranking`): the top output by predicted IoU, always
+    output k, and the oracle (best output per point); mean over seeds, black tick: the worst seed."""
+    import matplotlib.pyplot as plt
+
+    seeds = sorted({s for _, s in ranks})
+    choices = ["top-1 by ŝ", "always 1", "always 2", "always 3", "oracle"]
+    colours = ["tab:green", *COLOURS, "tab:gray"]
+    fig, ax = plt.subplots(figsize=(12, 3.6))
+    width = 0.8 / len(choices)
+    for g, group in enumerate(groups):
+        vals = torch.stack([torch.stack([r["top1"], *r["always"], r["oracle"]])
+                            for r in (ranks[group, s] for s in seeds)])  # [seeds, 5]
+        for j in range(len(choices)):
+            x = g + (j - 2) * width
+            ax.bar(x, vals[:, j].mean(), width, color=colours[j], label=choices[j] if g == 0 else None)
+            ax.scatter(x, vals[:, j].min(), marker="_", s=150, color="k", zorder=3)
+    ax.set_xticks(range(len(groups)), list(groups.values()))
+    ax.set_ylabel("IoU with the intended mask\n(mean over the annotator's choice)")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+
+def subpart_centre(masks: torch.Tensor) -> tuple[float, float]:
+    """The centre of a scene's subpart (`masks [3, S, S]`) as fractions (x, y) of its width and height."""
+    ys, xs = torch.nonzero(masks[2], as_tuple=True)
+    size = masks.shape[-1] - 1
+    return round(xs.float().mean().item() / size, 2), round(ys.float().mean().item() / size, 2)
+
+
+def draw_toy_prompt(image: torch.Tensor, point: tuple[float, float], single: PromptableSegmenter,
+                    multi: PromptableSegmenter) -> None:
+    """A point (fractions of width and height) on a toy scene `[1, S, S]`: the 1-output network's probability
+    map and the 3 masks of the other, with their predicted IoUs."""
+    import matplotlib.pyplot as plt
+
+    from .plot import overlay_mask
+
+    size = image.shape[-1]
+    pt = torch.tensor([[point[0] * (size - 1), point[1] * (size - 1)]])
+    p1, _ = predict_masks(single, image[None], pt)
+    p3, s3 = predict_masks(multi, image[None], pt)
+    fig, axes = plt.subplots(1, 5, figsize=(13, 2.8))
+    overlay_mask(image[0], point=pt[0], ax=axes[0], title="scene + point")
+    im = axes[1].imshow(p1[0, 0], cmap="magma", vmin=0, vmax=1)
+    axes[1].set_title("K = 1: probability p", fontsize=9)
+    axes[1].axis("off")
+    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    for k in range(3):
+        overlay_mask(image[0], p3[0, k] > 0.5, point=pt[0], ax=axes[2 + k], color=COLOURS[k],
+                     title=f"K = 3, mask {k + 1}: ŝ = {s3[0, k]:.2f}")
+    plt.show()
+
+
+def draw_sam_prompt(predictor: "segment_anything.SamPredictor", photo: np.ndarray,  # noqa: F821
+                    point: tuple[float, float], title: str = "photo") -> None:
+    """A point (fractions of width and height) on the photo: SAM's three masks and scores, best first."""
+    import matplotlib.pyplot as plt
+
+    from .plot import overlay_mask
+
+    pt = (point[0] * (photo.shape[1] - 1), point[1] * (photo.shape[0] - 1))
+    m, s = sam_point_masks(predictor, pt)
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+    overlay_mask(photo, point=pt, ax=axes[0], title=title)
+    for k in range(3):
+        overlay_mask(photo, m[k], point=pt, ax=axes[k + 1], color=COLOURS[k], title=f"SAM mask {k + 1}: {s[k]:.2f}")
+    fig.tight_layout()
+    plt.show()
+
+
+def click_demo(image: torch.Tensor, draw: Callable[[float, float], None], default: tuple[float, float],
+               px: int = 256) -> None:
+    """A clickable grey image `[S, S]` (shown `px` wide): each click calls `draw(x, y)` (fractions) below it.
+
+    Headless (a stored run) the figure of `default` is drawn as an ordinary output, so that it is stored.
+    """
+    import io
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+    from ipyevents import Event
+
+    from .progress import headless
+
+    fig = plt.figure(figsize=(2, 2), dpi=px / 2)
+    fig.add_axes((0, 0, 1, 1)).imshow(image, cmap="gray", vmin=0, vmax=1)
+    plt.axis("off")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    picture = widgets.Image(value=buf.getvalue(), format="png", width=px, height=px)
+    out = widgets.Output()
+
+    def on_click(event: dict[str, Any]) -> None:
+        with out:
+            out.clear_output(wait=True)
+            draw(event["dataX"] / px, event["dataY"] / px)
+
+    Event(source=picture, watched_events=["click"]).on_dom_event(on_click)
+    display(widgets.VBox([widgets.Label("click on the scene: the point is the prompt"), picture, out]))
+    if headless():
+        draw(*default)
+    else:
+        with out:
+            draw(*default)
+
+
+# ----------------------------------------------------------------------------------------------
+# the shipped networks and the command that makes them
+# ----------------------------------------------------------------------------------------------
+
+def shipped_path(variant: str, seed: int) -> Path:
+    """`checkpoints/sam_toy_<variant>_seed<seed>.pt`."""
+    from .setup import repo_root
+
+    return repo_root() / "checkpoints" / f"sam_toy_{variant}_seed{seed}.pt"
+
+
+def shipped_config(variant: str, seed: int, steps: int) -> dict[str, Any]:
+    """What a shipped network was trained with (stored in the file and checked on load)."""
+    return {"variant": variant, **VARIANTS[variant], "scenes": SCENES, "recipe": RECIPE, "steps": steps,
+            "seed": seed}
+
+
+def load_shipped(variant: str, seed: int, steps: int = SHIPPED_STEPS) -> tuple[PromptableSegmenter, dict[str, Any]]:
+    """The shipped network of `variant` and `seed`, in eval mode (float32), and its metadata."""
+    from .checkpoints import load_checkpoint
+
+    path = shipped_path(variant, seed)
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}; make it with "
+                                f"`python -m aria_utils.sam_toy --variants {variant} --seeds {seed}`.")
+    model = new_segmenter(variant, seed).half()  # stored in float16 (half the file), used in float32
+    meta = load_checkpoint(path, model, shipped_config(variant, seed, steps))
+    return model.float().eval(), meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the networks of `--variants` for `--seeds` and save them in `checkpoints/`."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=sorted(VARIANTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=SHIPPED_STEPS)
+    args = ap.parse_args(argv)
+    if args.steps < 1:
+        ap.error(f"--steps must be at least 1 (got {args.steps}).")
+    from .checkpoints import save_checkpoint
+
+    torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 2)))
+    train, _ = nested_scene_sets(SCENES["n_train"], 0)
+    for variant in args.variants:
+        for seed in args.seeds:
+            spec = VARIANTS[variant]
+            model = new_segmenter(variant, seed)
+            hist = train_segmenter(model, train, args.steps, seed=seed, desc=f"{variant}, seed {seed}",
+                                   eps=spec["eps"], rule=spec["rule"])
+            meta = {"history": {k: v for k, v in hist.items() if k not in ("loss", "logs")},
+                    "loss_every_10": hist["loss"][::10],
+                    "wins_every_10": {k: w[::10] for k, w in hist["logs"].items()},
+                    "command": ("python -m aria_utils.sam_toy "
+                                + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
+                    "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, {hist['steps']} "
+                                  f"steps in {hist['seconds']:.0f} s wall",
+                    "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__)}
+            path = save_checkpoint(shipped_path(variant, seed), model.half(),
+                                   shipped_config(variant, seed, hist["steps"]), meta)
+            print(f"[sam_toy] {variant}, seed {seed}: {hist['steps']} steps in {hist['seconds']:.0f} s, final loss "
+                  f"{hist['loss'][-1]:.4f} -> {path} ({Path(path).stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # the real Segment Anything: weights, predictor plumbing, a tiny random SAM for offline tests
 # ----------------------------------------------------------------------------------------------
 
+def host_reachable(url: str, timeout: float = 1.5) -> bool:
+    """True when the host of `url` answers a TCP connection on 443; `ARIA_OFFLINE=1` gives False without trying."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("ARIA_OFFLINE", "") not in ("", "0"):
+        return False
+    try:
+        with socket.create_connection((urlparse(url).hostname, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def download_with_progress(url: str, sha256: str, dest: Path, timeout: float = 120.0) -> Path:
+    """Download `url` by chunks of 1 MB with a progress display, check its sha256, then write `dest` atomically."""
+    import hashlib
+    import urllib.request
+
+    from .io import atomic_write_bytes
+    from .progress import Progress
+
+    h, chunks = hashlib.sha256(), []
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            size = int(r.headers.get("Content-Length") or 0)
+            bar = Progress(total=-(-size // 2 ** 20) if size else None, desc=f"downloading {Path(url).name}", unit="MB")
+            while chunk := r.read(2 ** 20):
+                h.update(chunk)
+                chunks.append(chunk)
+                bar.update(1)
+            bar.close()
+    except OSError as e:
+        raise ConnectionError(f"Could not download {url} ({e}). Place the file at {dest} by hand.") from e
+    if h.hexdigest() != sha256:
+        raise ValueError(f"Checksum mismatch for {url}: expected sha256 {sha256}, got {h.hexdigest()}. "
+                         "Nothing was written.")
+    return atomic_write_bytes(dest, b"".join(chunks))
+
+
 def sam_vit_b_weights(folder: str | Path | None = None, download: bool = True) -> Path:
-    """The official SAM ViT-B checkpoint: found in `folder` (default `cache/`) or downloaded (sha256-checked)."""
+    """The official SAM ViT-B checkpoint: found in `folder` (default `cache/`) or downloaded from SAM's own host
+    with a progress display (sha256-checked)."""
     from .checkpoints import cache_dir
-    from .io import download_checked, sha256_of
-    from .setup import hub_reachable
+    from .io import sha256_of
 
     dest = Path(folder or cache_dir()) / Path(SAM_VIT_B_URL).name
     if dest.exists() and sha256_of(dest) == SAM_VIT_B_SHA256:
         return dest
-    if not download or not hub_reachable():
+    if not download or not host_reachable(SAM_VIT_B_URL):
         raise ConnectionError(f"no SAM ViT-B weights at {dest} and no network to fetch them "
                               f"(download {SAM_VIT_B_URL}, 375 MB, and place it there).")
-    return download_checked(SAM_VIT_B_URL, SAM_VIT_B_SHA256, dest, timeout=120.0)
+    return download_with_progress(SAM_VIT_B_URL, SAM_VIT_B_SHA256, dest)
 
 
 def load_sam(path: str | Path, variant: str = "vit_b") -> nn.Module:
@@ -292,3 +820,7 @@ def sam_point_masks(predictor: "segment_anything.SamPredictor", point: tuple[flo
     order = np.argsort(-scores)
     return masks[order], scores[order]
 
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

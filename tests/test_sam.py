@@ -123,3 +123,119 @@ def test_sam_weights_found_locally_only_when_checksum_matches(tmp_path, monkeypa
         S.sam_vit_b_weights(tmp_path)
     monkeypatch.setattr(S, "SAM_VIT_B_SHA256", __import__("hashlib").sha256(b"not the real weights").hexdigest())
     assert S.sam_vit_b_weights(tmp_path) == tmp_path / "sam_vit_b_01ec64.pth"
+
+
+# ---- training, evaluation and the shipped networks of notebook 09 ------------------------------
+
+def _square_case():
+    m = torch.zeros(1, 16, 16, dtype=torch.bool)
+    m[0, 4:10, 4:10] = True
+    logits = torch.stack([torch.full((16, 16), 6.0), torch.where(m[0], 6.0, -6.0), torch.full((16, 16), -6.0)])[None]
+    return logits, m
+
+
+def test_sam_loss_min_reaches_the_best_mask_only_and_mean_reaches_all():
+    logits, m = _square_case()
+    for rule, reached in (("min", [False, True, False]), ("mean", [True, True, True])):
+        x = logits.clone().requires_grad_(True)
+        loss, k_star = S.sam_loss(x, torch.full((1, 3), 0.5), m, eps=0.0, lam=0.0, rule=rule)
+        loss.backward()
+        assert k_star.item() == 1
+        assert [bool(x.grad[0, k].abs().max() > 0) for k in range(3)] == reached
+    with pytest.raises(ValueError, match="rule"):
+        S.sam_loss(logits, torch.zeros(1, 3), m, rule="max")
+
+
+def test_sam_loss_matches_the_loop_formulation(scenes):
+    g = torch.Generator().manual_seed(0)
+    lg, sh = torch.randn(4, 3, 48, 48, generator=g), torch.rand(4, 3, generator=g)
+    tg = scenes["masks"][:4, 1]
+    for eps, lam in ((0.0, 0.0), (0.05, 1.0)):
+        assert S.sam_loss(lg, sh, tg, eps, lam)[0].item() == pytest.approx(S.sam_loss_loop(lg, sh, tg, eps, lam).item(),
+                                                                           abs=1e-5)
+
+
+def test_warmup_loss_trains_the_annotators_level():
+    logits, m = _square_case()
+    x = logits.clone().requires_grad_(True)
+    prompt = {"target": m, "target_level": torch.tensor([2])}
+    loss, level = S.warmup_loss(x, torch.full((1, 3), 0.5), prompt, lam=0.0)
+    loss.backward()
+    assert level.tolist() == [2] and x.grad[0, 2].abs().max() > 0 and x.grad[0, :2].abs().max() == 0
+
+
+def test_training_step_and_short_training(scenes):
+    torch.manual_seed(0)
+    net = S.PromptableSegmenter(k=3, widths=(4, 8, 8))
+    step = S.make_training_step(1, S.sam_loss, eps=0.0)
+    for _ in range(2):  # the warm-up step, then the minimum
+        loss, logs = step(net, scenes["image"][:4], scenes["masks"][:4])
+        assert torch.isfinite(loss) and sorted(logs) == ["wins_0", "wins_1", "wins_2"]
+        assert sum(logs.values()) == pytest.approx(1.0)
+    hist = S.train_segmenter(net, scenes, 3, seed=0, progress=False, eps=0.05, rule="mean")
+    assert hist["steps"] == 3 and len(hist["logs"]["wins_0"]) == 3
+
+
+def test_evaluation_of_a_perfect_and_a_blending_network(scenes):
+    class Oracle(S.PromptableSegmenter):  # answers whole, part, subpart exactly; the score prefers the part
+        def forward(self, image, points):
+            masks = scenes["masks"][: len(image)].float()
+            return (masks * 2 - 1) * 20, torch.tensor([[0.5, 0.9, 0.2]]).expand(len(image), 3)
+
+    class Blend(S.PromptableSegmenter):  # one output: the average of the three valid masks
+        def forward(self, image, points):
+            p = scenes["masks"][: len(image)].float().mean(1, keepdim=True).clamp(1e-4, 1 - 1e-4)
+            return torch.log(p / (1 - p)), torch.ones(len(image), 1)
+
+    test = {"image": scenes["image"], "masks": scenes["masks"]}
+    prompts = S.eval_prompts(scenes["masks"])
+    ev = S.evaluate_segmenter(Oracle(k=3, size=48), test, prompts)
+    assert ev[2]["iou"].shape == (12, 3, 3) and ev[2]["s_hat"].shape == (12, 3) and ev[2]["drawn"].shape == (12, 3)
+    assert torch.allclose(S.best_of_k(ev, 2), torch.ones(3), atol=1e-4)
+    r = S.ranking(ev, (0, 1, 2))
+    assert r["always"].shape == (3,) and r["oracle"] >= r["top1"] and r["oracle"] >= r["always"].max()
+    assert r["top1"].item() == pytest.approx(r["always"][1].item())  # the score always picks output 2
+    assert S.ranking(ev, (0,))["top1_valid"].item() == 0.0 and S.ranking(ev, (0,))["always_valid"][0] == 1.0
+    blend = S.evaluate_segmenter(Blend(k=1, size=48), test, prompts)[2]["blend"]
+    assert (blend[:, 0] < 1e-3).all() and (blend[:, 1] > 0.1).all()  # at the average, far from each single mask
+
+
+def test_cli_writes_a_checkpoint_that_loads(scenes, tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "nested_scene_sets", lambda n_train, n_test: (scenes, scenes))
+    monkeypatch.setattr(S, "shipped_path", lambda variant, seed: tmp_path / f"sam_toy_{variant}_seed{seed}.pt")
+    monkeypatch.setattr(S, "SCENES", {**S.SCENES, "size": 48})
+    assert S.main(["--variants", "K3_mean", "--seeds", "1", "--steps", "2"]) == 0
+    model, meta = S.load_shipped("K3_mean", 1, steps=2)
+    assert model.k == 3 and next(model.parameters()).dtype == torch.float32 and not model.training
+    assert meta["command"].endswith("--steps 2") and meta["history"]["steps"] == 2 and "trained_on" in meta
+    with pytest.raises(FileNotFoundError, match="python -m aria_utils.sam_toy"):
+        S.load_shipped("K1", 1)
+    with pytest.raises(SystemExit):
+        S.main(["--steps", "0"])
+
+
+def test_figures_draw_headless(scenes):
+    import matplotlib
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    one, three = S.PromptableSegmenter(k=1, size=48).eval(), S.PromptableSegmenter(k=3, size=48).eval()
+    prompts = S.eval_prompts(scenes["masks"])
+    S.plot_ambiguous_points(scenes, prompts[2], one, three, rows=[0, 1])
+    S.draw_toy_prompt(scenes["image"][0], S.subpart_centre(scenes["masks"][0]), one, three)
+    x, y = S.subpart_centre(scenes["masks"][0])
+    assert scenes["masks"][0, 2, round(y * 47), round(x * 47)]
+
+
+def test_download_with_progress_checks_before_writing(tmp_path, monkeypatch):
+    import hashlib
+
+    src = tmp_path / "weights.bin"
+    src.write_bytes(b"x" * (3 * 2 ** 20 + 5))
+    good = hashlib.sha256(src.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="Checksum"):
+        S.download_with_progress(src.as_uri(), "0" * 64, tmp_path / "bad.bin")
+    assert not (tmp_path / "bad.bin").exists()
+    out = S.download_with_progress(src.as_uri(), good, tmp_path / "good.bin")
+    assert out.read_bytes() == src.read_bytes()
+    monkeypatch.setenv("ARIA_OFFLINE", "1")
+    assert not S.host_reachable(S.SAM_VIT_B_URL)
