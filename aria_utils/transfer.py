@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .claims import Evidence
 from .data import per_class_subset, to_imagenet
 
 
@@ -250,3 +251,40 @@ class BatchNormFrozen(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+def best_match_cosine(w: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """For each filter of `w` `[K, ...]`, its largest |cosine similarity| with a filter of `ref` `[M, ...]` (same
+    size): how closely the bank `ref` holds it, up to sign (a filter and its negative detect one edge, or one
+    colour contrast, of opposite polarity). Returns `[K]`."""
+    if w.shape[1:] != ref.shape[1:]:
+        raise ValueError(f"filters of different sizes: {tuple(w.shape[1:])} and {tuple(ref.shape[1:])}")
+    a = F.normalize(w.detach().flatten(1).float(), dim=1)
+    b = F.normalize(ref.detach().flatten(1).float(), dim=1)
+    return (a @ b.T).abs().amax(1)
+
+
+def grey_filters(w: torch.Tensor) -> torch.Tensor:
+    """RGB filters `[K, 3, k, k]` -> the `[K, 1, k, k]` filters they apply to a grey image copied into R, G and B."""
+    return w.detach().sum(1, keepdim=True)
+
+
+def loss_fall(loss: Sequence[float]) -> float:
+    """How much a training loss still fell at its end: the mean over the last quarter of the steps against the
+    quarter before, as a fraction of the latter (0: flat; 0.1: still 10 % lower)."""
+    q = len(loss) // 4
+    if q < 1:
+        raise ValueError(f"need at least 4 steps of loss, got {len(loss)}")
+    last = sum(loss[-q:]) / q
+    before = sum(loss[-2 * q: -q]) / q
+    return (before - last) / before
+
+
+def plateau(label: str, loss: Sequence[float], epochs: float, tol: float = 0.1, min_epochs: float = 10) -> Evidence:
+    """Whether a training run ended at a plateau: at least `min_epochs` passes over its labels, and a training
+    loss less than `tol` (a fraction) lower over its last quarter than over the quarter before (`loss_fall`).
+    Both are needed: a cosine schedule flattens the loss at its end even when the run was cut short, and lowers
+    it a little even at a plateau."""
+    fall = loss_fall(loss)
+    return Evidence(epochs >= min_epochs and fall < tol,
+                    f"{label}: {epochs:.2g} epochs, loss {100 * fall:.0f} % lower in its last quarter")

@@ -182,3 +182,35 @@ def test_batchnorm_frozen_keeps_statistics_but_trains_weights(net):
     opt.step()
     assert all(torch.equal(s, b.running_mean) for s, b in zip(stats, bns))
     assert not torch.equal(gamma, bns[0].weight)
+
+
+def test_best_match_cosine_finds_a_filter_up_to_sign_and_scale():
+    torch.manual_seed(0)
+    ref = torch.randn(8, 3, 3, 3)
+    w = torch.stack([-2 * ref[3], ref[5] * 0.1])
+    assert torch.allclose(T.best_match_cosine(w, ref), torch.ones(2))
+    assert (T.best_match_cosine(torch.randn(50, 3, 3, 3), ref) < 1 - 1e-3).all()
+    with pytest.raises(ValueError):
+        T.best_match_cosine(torch.randn(2, 1, 3, 3), ref)
+
+
+def test_grey_filters_act_on_a_grey_image_as_the_rgb_ones():
+    torch.manual_seed(0)
+    w, x = torch.randn(4, 3, 3, 3), torch.rand(2, 1, 8, 8)
+    g = T.grey_filters(w)
+    assert g.shape == (4, 1, 3, 3)
+    assert torch.allclose(nn.functional.conv2d(x.expand(-1, 3, -1, -1), w), nn.functional.conv2d(x, g), atol=1e-5)
+
+
+def test_loss_fall_and_plateau():
+    assert T.loss_fall([5.0] * 8 + [2.0] * 4 + [1.0] * 4) == pytest.approx(0.5)  # quarters: last 1.0 vs 2.0
+    flat = [1.0] * 40
+    assert T.loss_fall(flat) == 0
+    assert T.plateau("flat", flat, epochs=30).counts
+    assert not T.plateau("one pass short", flat, epochs=0.4).counts
+    assert not T.plateau("a few passes", flat, epochs=5).counts  # flat only because the schedule ended
+    falling = [1.0 - 0.01 * i for i in range(40)]
+    e = T.plateau("falling", falling, epochs=50, tol=0.05)
+    assert not e.counts and e.text.startswith("falling: 50 epochs, loss 13 % lower")
+    with pytest.raises(ValueError):
+        T.loss_fall([1.0, 0.9])
