@@ -12,7 +12,7 @@ from .augment import light_augment
 from .checkpoints import train_or_load
 from .data import per_class_subset, to_float
 from .protocol import POOL_SEED, EvalData
-from .training import accuracy, classification_loss, fit
+from .training import History, accuracy, classification_loss, fit
 
 
 class Classifier(nn.Module):
@@ -30,13 +30,25 @@ def train_classifier(encoder: nn.Module, n_per_class: int, data: EvalData, *, st
                      batch_size: int = 128, lr: float = 2e-3, encoder_lr: float | None = None,
                      weight_decay: float = 1e-4, augment_size: int | None = None,
                      config: dict[str, Any] | None = None, seed: int = 0, progress: bool = True) -> float:
+    """Test accuracy of `encoder` + a linear layer trained end to end (see `train_classifier_run`)."""
+    return train_classifier_run(encoder, n_per_class, data, steps=steps, batch_size=batch_size, lr=lr,
+                                encoder_lr=encoder_lr, weight_decay=weight_decay, augment_size=augment_size,
+                                config=config, seed=seed, progress=progress)[0]
+
+
+def train_classifier_run(encoder: nn.Module, n_per_class: int, data: EvalData, *, steps: int,
+                         batch_size: int = 128, lr: float = 2e-3, encoder_lr: float | None = None,
+                         weight_decay: float = 1e-4, augment_size: int | None = None,
+                         config: dict[str, Any] | None = None, seed: int = 0,
+                         progress: bool = True) -> tuple[float, History]:
     """Test accuracy of a copy of `encoder` + a new linear layer, trained end to end on `n_per_class`
     labels per class (the pool `n<n>` of `data`) for `steps` AdamW steps with a cosine learning rate and
     light augmentations (crops of 60-100 %, flips) at `augment_size` px (`None`: none).
 
     `encoder_lr` (default `lr`) is the encoder's learning rate: lower it to fine-tune gently.
     With `config` (a JSON-able description of the encoder and its weights) the result is cached
-    (`classifier-n<n>-<hash>`). `encoder` itself is not modified.
+    (`classifier-n<n>-<hash>`). `encoder` itself is not modified. Returns the accuracy and the training
+    history (per-step losses: whether the run still learnt at its end).
     """
     key = f"n{n_per_class}"
     idx = data.pools[key] if key in data.pools else per_class_subset(data.y_train, n_per_class, seed=POOL_SEED)
@@ -62,7 +74,7 @@ def train_classifier(encoder: nn.Module, n_per_class: int, data: EvalData, *, st
         full_cfg = {"kind": "classifier", "n_per_class": n_per_class, "steps": steps, "batch_size": batch_size,
                     "lr": lr, "encoder_lr": encoder_lr, "weight_decay": weight_decay,
                     "augment_size": augment_size, "seed": seed, **config}
-        train_or_load(f"classifier-{key}", full_cfg, model, train)
+        meta = train_or_load(f"classifier-{key}", full_cfg, model, train)
     else:
-        train(model)
-    return accuracy(model, data.x_test, data.y_test, 500, transform=to_float)
+        meta = train(model)
+    return accuracy(model, data.x_test, data.y_test, 500, transform=to_float), History.from_dict(meta["history"])

@@ -54,3 +54,11 @@ def test_encoder_lr_zero_trains_only_the_head():
     assert all(torch.equal(state[f"encoder.{k}"], p) for k, p in enc.named_parameters())
     torch.manual_seed(0)                                          # the head's initial weights (seed=0)
     assert not torch.allclose(state["head.weight"], nn.Linear(16, 10).weight)
+
+
+def test_train_classifier_run_returns_the_history_also_when_loaded():
+    data, cfg = tiny_data(), {"encoder": "tiny, with history"}
+    acc, hist = FT.train_classifier_run(tiny_encoder(), 10, data, config=cfg, **RUN)
+    assert hist.steps == RUN["steps"] and len(hist.loss) == RUN["steps"]
+    acc2, hist2 = FT.train_classifier_run(tiny_encoder(), 10, data, config=cfg, **RUN)
+    assert acc2 == acc and hist2.loss == hist.loss
