@@ -6,6 +6,8 @@ its hand-written equations (1)-(6) and against PyTorch.
 """
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -19,22 +21,19 @@ ADJS, PREPS = ["small", "big", "red"], ["near", "under", "with"]
 WORDS = ["."] + ["the"] + ADJS + PREPS + NOUNS["sg"] + NOUNS["pl"] + VERBS["sg"] + VERBS["pl"]
 
 
-def _noun_phrase(g: torch.Generator) -> tuple[list[str], str]:
+def _noun_phrase(rng: random.Random) -> tuple[list[str], str]:
     """'the (adj) noun' and the noun's number."""
-    number = ("sg", "pl")[int(torch.randint(2, (1,), generator=g))]
-    words = ["the"]
-    if torch.rand(1, generator=g) < 0.5:
-        words.append(ADJS[int(torch.randint(len(ADJS), (1,), generator=g))])
-    words.append(NOUNS[number][int(torch.randint(4, (1,), generator=g))])
-    return words, number
+    number = rng.choice(("sg", "pl"))
+    words = ["the"] + ([rng.choice(ADJS)] if rng.random() < 0.5 else [])
+    return words + [rng.choice(NOUNS[number])], number
 
 
-def sentence(g: torch.Generator) -> list[str]:
+def sentence(rng: random.Random) -> list[str]:
     """One sentence: the (adj) noun [prep the (adj) noun] verb . ; the verb agrees with the first noun."""
-    words, number = _noun_phrase(g)
-    if torch.rand(1, generator=g) < 0.6:
-        words += [PREPS[int(torch.randint(len(PREPS), (1,), generator=g))]] + _noun_phrase(g)[0]
-    return words + [VERBS[number][int(torch.randint(4, (1,), generator=g))], "."]
+    words, number = _noun_phrase(rng)
+    if rng.random() < 0.6:
+        words += [rng.choice(PREPS)] + _noun_phrase(rng)[0]
+    return words + [rng.choice(VERBS[number]), "."]
 
 
 def grammatical(words: list[str]) -> bool:
@@ -62,8 +61,8 @@ def grammatical(words: list[str]) -> bool:
 
 def toy_english(n_sentences: int, seed: int = 0) -> torch.Tensor:
     """A stream of token ids (one long text) of `n_sentences` sentences."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.tensor([WORDS.index(w) for _ in range(n_sentences) for w in sentence(g)])
+    rng, index = random.Random(seed), {w: i for i, w in enumerate(WORDS)}
+    return torch.tensor([index[w] for _ in range(n_sentences) for w in sentence(rng)])
 
 
 def windows(stream: torch.Tensor, n: int) -> torch.Tensor:
