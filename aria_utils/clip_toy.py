@@ -1,25 +1,44 @@
 """CLIP in miniature (notebook 08): tinted Fashion-MNIST items with captions, a word tokenizer,
-a CNN image encoder, a small transformer text encoder, and zero-shot helpers for open_clip.
+a CNN image encoder, a small transformer text encoder, its training recipe, the two toy CLIPs shipped in
+`checkpoints/`, and zero-shot helpers for open_clip.
 
 Images are 28 x 56 RGB canvases: one Fashion-MNIST item, tinted one of 6 colours, on the left or
 the right half. Captions come from templates: all name the class, some the colour, often the side.
-Counting images hold 1-3 half-size copies of an item, and their captions say how many.
-The contrastive loss itself is written in the notebook, not here.
+Counting images hold 1-3 half-size copies of an item; a share of their captions says how many
+("two red bags"), the others do not ("red bags"). The two shipped toy CLIPs differ only in that share:
+`frequent` (every counting caption says the count) and `rare` (about one caption in several thousand does,
+as rarely as on the web). Make them (about 4 minutes each on 2 CPU cores)::
+
+    ARIA_THREADS=2 python -m aria_utils.clip_toy --counts frequent
+    ARIA_THREADS=2 python -m aria_utils.clip_toy --counts rare
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
+import os
+import platform
 import re
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .data import load_fashion_mnist
+from .setup import repo_root
+from .training import fit
 from .transformer import TransformerBlock
 
 # One word per Fashion-MNIST class (same order as `FASHION_CLASSES`), so that the tokenizer stays word-level.
 CLASS_WORDS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
+PLURALS = ("t-shirts", "trousers", "pullovers", "dresses", "coats", "sandals", "shirts", "sneakers", "bags", "boots")
 COLOURS = {"red": (0.95, 0.15, 0.15), "orange": (1.0, 0.55, 0.05), "yellow": (0.95, 0.9, 0.1),
            "green": (0.15, 0.8, 0.2), "blue": (0.2, 0.35, 1.0), "purple": (0.65, 0.2, 0.9)}
 COLOUR_WORDS = tuple(COLOURS)
@@ -41,13 +60,14 @@ PLAIN_TEMPLATES = (
     "a {cls} on the {side}",
     "the {cls} on the {side}",
 )
-# Captions of counting images: the first ones name the colour, the last two do not.
+# Captions of counting images: the first ones name the colour, the last two do not. `{n}` is the count word
+# ("two "), or nothing ("a " for one item) when the caption does not say how many; `{noun}` agrees in number.
 COUNT_TEMPLATES = (
-    "a photo of {count} {colour} {cls}",
-    "{count} {cls} in {colour}",
-    "{count} {colour} {cls}",
-    "a photo of {count} {cls}",
-    "{count} {cls}",
+    "a photo of {n}{colour} {noun}",
+    "{n}{noun} in {colour}",
+    "{n}{colour} {noun}",
+    "a photo of {n}{noun}",
+    "{n}{noun}",
 )
 N_COUNT_COLOUR_TEMPLATES = 3
 SPECIALS = ("<pad>", "<sos>", "<eos>", "<unk>")
@@ -80,13 +100,38 @@ def allowed_table(held_out: Sequence[tuple[int, int]], n_values: int = len(COLOU
 
 
 def caption(cls: int, colour: int, side: int = 0, template: int = 0, count: int | None = None,
-            plain: bool = False) -> str:
+            plain: bool = False, say_count: bool = True) -> str:
     """One caption: `TEMPLATES[template]` (`PLAIN_TEMPLATES` if `plain`), or `COUNT_TEMPLATES[template]`
-    when `count` (1-3) is given."""
+    when `count` (1-3) is given, with the count word if `say_count` ("two red bags", else "red bags")."""
     words = {"cls": CLASS_WORDS[cls], "colour": COLOUR_WORDS[colour], "side": SIDES[side]}
     if count is not None:
-        return COUNT_TEMPLATES[template].format(count=COUNT_WORDS[count - 1], **words)
+        n = f"{COUNT_WORDS[count - 1]} " if say_count else ("a " if count == 1 else "")
+        noun = CLASS_WORDS[cls] if count == 1 else PLURALS[cls]
+        return COUNT_TEMPLATES[template].format(n=n, noun=noun, colour=words["colour"])
     return (PLAIN_TEMPLATES if plain else TEMPLATES)[template].format(**words)
+
+
+def caption_fits(texts: Sequence[str], cls: torch.Tensor, colour: torch.Tensor, side: torch.Tensor,
+                 count: torch.Tensor) -> torch.Tensor:
+    """Bool `[T, N]`: caption t says nothing false of image n (its class and number, colour, side, count).
+
+    `count` is 0 for a single full-size item (which has a side), 1-3 for a counting image (which has none).
+    A singular class word fits counts 0-1, a plural one counts 2-3.
+    """
+    out = torch.ones(len(texts), len(cls), dtype=torch.bool)
+    for t, text in enumerate(texts):
+        for w in split_words(text):
+            if w in CLASS_WORDS:
+                out[t] &= (cls == CLASS_WORDS.index(w)) & (count <= 1)
+            elif w in PLURALS:
+                out[t] &= (cls == PLURALS.index(w)) & (count >= 2)
+            elif w in COLOURS:
+                out[t] &= colour == COLOUR_WORDS.index(w)
+            elif w in SIDES:
+                out[t] &= (side == SIDES.index(w)) & (count == 0)
+            elif w in COUNT_WORDS:
+                out[t] &= count == COUNT_WORDS.index(w) + 1
+    return out
 
 
 # tokenizer
@@ -103,7 +148,7 @@ class WordTokenizer:
     @classmethod
     def from_templates(cls, context_length: int = 12) -> "WordTokenizer":
         """The vocabulary of every template filled with every class, colour, side and count word."""
-        words = set(CLASS_WORDS) | set(COLOUR_WORDS) | set(SIDES) | set(COUNT_WORDS) | {"photo"}
+        words = set(CLASS_WORDS) | set(PLURALS) | set(COLOUR_WORDS) | set(SIDES) | set(COUNT_WORDS) | {"photo", "a"}
         for t in TEMPLATES + PLAIN_TEMPLATES + COUNT_TEMPLATES:
             words |= {w for w in split_words(re.sub(r"\{\w+\}", " ", t))}
         return cls(sorted(words), context_length)
@@ -169,14 +214,15 @@ def render_counts(items: torch.Tensor, colour: torch.Tensor, count: torch.Tensor
 
 def sample_pairs(items: torch.Tensor, cls: torch.Tensor, allowed: torch.Tensor, tokenizer: WordTokenizer,
                  p_plain: float = 0.0, p_count: float = 0.0, count_allowed: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                 p_say_count: float = 1.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Fresh (image, caption) pairs for a batch of items: a colour allowed for each class, a side, a template.
 
     A share `p_plain` of the captions does not name the colour (`PLAIN_TEMPLATES`, or the plain counting
     templates). A share `p_count` of the images hold 1-3 copies of the item, a count allowed for its class by
-    `count_allowed` (bool `[10, 3]`, all counts by default), and their captions say how many.
+    `count_allowed` (bool `[10, 3]`, all counts by default); a share `p_say_count` of their captions says how
+    many ("two bags"), the others only use the plural ("bags").
     Returns `image [B, 3, 28, 56]`, `tokens [B, L]`, and the attributes `colour`, `side`, `count` (0: a single
-    item, no count said), `plain` and `template`.
+    item), `said` (the caption says the count), `plain` and `template`.
     """
     n = len(items)
     weights = allowed[cls].float()  # (B, 6)
@@ -187,6 +233,7 @@ def sample_pairs(items: torch.Tensor, cls: torch.Tensor, allowed: torch.Tensor, 
     side = torch.randint(0, 2, (n,), generator=generator)
     plain = torch.rand(n, generator=generator) < p_plain
     counting = torch.rand(n, generator=generator) < p_count
+    said = counting & (torch.rand(n, generator=generator) < p_say_count)
     count = torch.where(counting, torch.multinomial(count_allowed[cls].float(), 1, generator=generator).flatten() + 1, 0)
     n_single = torch.where(plain, len(PLAIN_TEMPLATES), len(TEMPLATES))
     n_counted = torch.where(plain, len(COUNT_TEMPLATES) - N_COUNT_COLOUR_TEMPLATES, N_COUNT_COLOUR_TEMPLATES)
@@ -195,10 +242,11 @@ def sample_pairs(items: torch.Tensor, cls: torch.Tensor, allowed: torch.Tensor, 
     image = render(items, colour, side)
     if counting.any():
         image[counting] = render_counts(items[counting], colour[counting], count[counting], generator)
-    texts = [caption(c, k, s, t, count=m or None, plain=p) for c, k, s, t, m, p in
-             zip(cls.tolist(), colour.tolist(), side.tolist(), template.tolist(), count.tolist(), plain.tolist())]
+    texts = [caption(c, k, s, t, count=m or None, plain=p, say_count=y) for c, k, s, t, m, p, y in
+             zip(cls.tolist(), colour.tolist(), side.tolist(), template.tolist(), count.tolist(), plain.tolist(),
+                 said.tolist())]
     return {"image": image, "tokens": tokenizer.encode(texts), "colour": colour, "side": side, "count": count,
-            "plain": plain, "template": template}
+            "said": said, "plain": plain, "template": template}
 
 
 # encoders
@@ -300,6 +348,119 @@ def embed_texts(model: ToyCLIP, tokenizer: WordTokenizer, texts: Sequence[str], 
     return F.normalize(model.encode_text(tokens).float().cpu(), dim=-1)
 
 
+# training, and the two shipped toy CLIPs
+
+ARCH: dict[str, int] = {"d": 64, "embed": 64, "width": 16}  # ToyCLIP's sizes
+RECIPE: dict[str, float] = {"batch_size": 256, "lr": 2e-3, "weight_decay": 0.01, "warmup": 50, "lam": 0.5}
+DATA: dict[str, float] = {"p_plain": 0.4, "p_count": 0.25}  # captions without colour; counting images
+# The share of counting images whose caption says how many: every one, or about one in a thousand (then about
+# one caption in four thousand says a count, as rarely as web captions do).
+SAY_COUNT: dict[str, float] = {"frequent": 1.0, "rare": 0.001}
+SHIPPED_STEPS = 1200
+
+
+def contrastive_loss(v: torch.Tensor, u: torch.Tensor, tau: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
+    """CLIP's symmetric loss: cross-entropy over the rows (image -> text) and the columns (text -> image) of
+    the cosine logits `[N, N]` divided by `tau`, weighted `lam` and `1 - lam`."""
+    logits = F.normalize(v, dim=-1) @ F.normalize(u, dim=-1).T / tau
+    target = torch.arange(len(v), device=v.device)
+    return lam * F.cross_entropy(logits, target) + (1 - lam) * F.cross_entropy(logits.T, target)
+
+
+def new_model(tokenizer: WordTokenizer, seed: int = 0) -> ToyCLIP:
+    """A ToyCLIP of `ARCH` sizes with the initial weights that `seed` gives."""
+    torch.manual_seed(seed)
+    return ToyCLIP(len(tokenizer), tokenizer.context_length, tokenizer.eos, **ARCH)
+
+
+def train_clip(model: ToyCLIP, tokenizer: WordTokenizer, items: torch.Tensor, cls: torch.Tensor, steps: int, *,
+               say_count: float, seed: int = 0, seconds: float | None = None,
+               loss: Callable[..., torch.Tensor] = contrastive_loss, desc: str = "toy CLIP",
+               progress: bool = True) -> dict[str, Any]:
+    """`RECIPE` for `steps` steps, each on `batch_size` fresh pairs (`sample_pairs` with `DATA`, the held-out
+    combinations and counts kept out, a share `say_count` of the counting captions saying the count).
+
+    `loss(v, u, tau, lam)` is the contrastive loss. Returns the history as a dict; its logs hold tau and the
+    share of captions that said a count at each step.
+    """
+    allowed, count_allowed = allowed_table(held_out_combos()), allowed_table(held_out_counts(), 3, first=1)
+    g = torch.Generator().manual_seed(seed)
+    recipe = dict(RECIPE)
+    lam = recipe.pop("lam")
+
+    def step(m: ToyCLIP, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        b = sample_pairs(xb.cpu(), yb.cpu(), allowed, tokenizer, count_allowed=count_allowed,
+                         p_say_count=say_count, generator=g, **DATA)
+        device = yb.device
+        v, u = m.encode_image(b["image"].to(device)), m.encode_text(b["tokens"].to(device))
+        return loss(v, u, m.tau, lam), {"tau": m.tau.item(), "said_count": b["said"].float().mean().item()}
+
+    hist = fit(model, [items, cls], step, steps=steps, seconds=seconds, seed=seed, desc=desc, progress=progress,
+               **recipe)
+    return hist.to_dict()
+
+
+def shipped_path(counts: str) -> Path:
+    """`checkpoints/clip_toy_<counts>.pt`."""
+    return repo_root() / "checkpoints" / f"clip_toy_{counts}.pt"
+
+
+def shipped_config(counts: str, steps: int, seed: int) -> dict[str, Any]:
+    """What a shipped toy CLIP was trained with (stored in the file and checked on load)."""
+    return {"arch": ARCH, "recipe": RECIPE, "data": DATA, "say_count": SAY_COUNT[counts], "counts": counts,
+            "steps": steps, "seed": seed, "vocab": len(WordTokenizer.from_templates())}
+
+
+def load_shipped(counts: str, path: str | Path | None = None) -> tuple[ToyCLIP, WordTokenizer, dict[str, Any]]:
+    """The shipped toy CLIP trained with counts `frequent` or `rare` in its captions, in eval mode, its
+    tokenizer and its metadata (config, command, seconds, machine, history, sha256 of the file)."""
+    path = Path(path or shipped_path(counts))
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}; make it with `python -m aria_utils.clip_toy --counts {counts}`.")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    config = blob.get("config")
+    if not isinstance(config, dict) or config != shipped_config(counts, config.get("steps"), config.get("seed")):
+        raise CheckpointError(f"{path} holds another model ({config}); retrain it with "
+                              f"`python -m aria_utils.clip_toy --counts {counts}`.")
+    tok = WordTokenizer.from_templates()
+    model = new_model(tok, config["seed"])
+    meta = load_checkpoint(path, model)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return model.eval(), tok, {**meta, "config": config, "sha256": sha}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train one toy CLIP on fresh pairs of the 60k training items and save it where notebook 08 loads it."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--counts", choices=sorted(SAY_COUNT), required=True)
+    ap.add_argument("--steps", type=int, default=SHIPPED_STEPS)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=3600.0, help="safety cap on wall-clock time")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.steps < 1:
+        ap.error("--steps must be at least 1")
+    torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 2)))
+    items, cls = load_fashion_mnist("train")
+    tok = WordTokenizer.from_templates()
+    model = new_model(tok, args.seed)
+    hist = train_clip(model, tok, items, cls, args.steps, say_count=SAY_COUNT[args.counts], seed=args.seed,
+                      seconds=args.seconds, desc=f"toy CLIP, counts {args.counts}")
+    said = hist["logs"].pop("said_count")
+    meta = {"history": hist, "captions": hist["steps"] * int(RECIPE["batch_size"]),
+            "captions_with_count": round(sum(said) * RECIPE["batch_size"]),
+            "command": "python -m aria_utils.clip_toy " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "trained_on": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, {hist['steps']} steps "
+                          f"in {hist['seconds']:.0f} s wall",
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__)}
+    out = args.out or shipped_path(args.counts)
+    save_checkpoint(out, model, shipped_config(args.counts, hist["steps"], args.seed), meta)
+    print(f"[clip_toy] counts {args.counts}: {hist['steps']} steps in {hist['seconds']:.0f} s, final loss "
+          f"{hist['loss'][-1]:.4f}, {meta['captions_with_count']} of {meta['captions']} captions said a count "
+          f"-> {out} ({Path(out).stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
 # the real CLIP (open_clip)
 
 @torch.no_grad()
@@ -316,3 +477,7 @@ def open_clip_zero_shot(model: nn.Module, preprocess, tokenizer, photos: Sequenc
     u = F.normalize(model.encode_text(tokenizer(list(prompts))).float(), dim=-1)
     scale = model.logit_scale.exp() if hasattr(model, "logit_scale") else torch.tensor(100.0)
     return (scale * v @ u.T).softmax(dim=-1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from aria_utils import clip_toy as ct
+from aria_utils.checkpoints import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,8 @@ def _items(n: int = 8) -> torch.Tensor:
 def test_tokenizer_round_trip_and_errors(tok):
     texts = [ct.caption(c, k, s, t) for c in range(10) for k in range(6) for s in range(2) for t in range(5)]
     texts += [ct.caption(c, k, s, t, plain=True) for c in range(10) for k in range(6) for s in range(2) for t in range(4)]
-    texts += [ct.caption(c, k, template=t, count=m) for c in range(10) for k in range(6) for t in range(5) for m in (1, 2, 3)]
+    texts += [ct.caption(c, k, template=t, count=m, say_count=y) for c in range(10) for k in range(6) for t in range(5)
+              for m in (1, 2, 3) for y in (True, False)]
     ids = tok.encode(texts)
     assert ids.shape == (len(texts), tok.context_length)
     assert tok.decode(ids) == texts
@@ -93,7 +95,7 @@ def test_sample_pairs_plain_captions_and_counts(tok):
     assert 0.35 < plain.float().mean() < 0.65 and 0.35 < (count > 0).float().mean() < 0.65
     for c, k, m, p, t in zip(cls.tolist(), b["colour"].tolist(), count.tolist(), plain.tolist(), texts):
         words = t.split()
-        assert ct.CLASS_WORDS[c] in words and (ct.COLOUR_WORDS[k] in words) != p
+        assert (ct.CLASS_WORDS[c] if m <= 1 else ct.PLURALS[c]) in words and (ct.COLOUR_WORDS[k] in words) != p
         assert (m > 0) == any(w in words for w in ct.COUNT_WORDS)
         assert m == 0 or (ct.COUNT_WORDS[m - 1] in words and count_allowed[c, m - 1])
     cells = (b["image"].sum(1) > 0).reshape(400, 2, 14, 4, 14).permute(0, 1, 3, 2, 4).flatten(3).any(-1)
@@ -145,3 +147,45 @@ def test_open_clip_plumbing_with_random_weights():
     assert p.shape == (2, 3) and torch.allclose(p.sum(1), torch.ones(2), atol=1e-5)
     with pytest.raises(ValueError):
         ct.open_clip_zero_shot(model, preprocess, tokenizer, [], ["a cat"])
+
+
+def test_rare_counts_keep_the_images_and_drop_the_count_words(tok):
+    allowed = ct.allowed_table(ct.held_out_combos())
+    cls = torch.arange(10).repeat(40)
+    b = ct.sample_pairs(_items(400), cls, allowed, tok, p_count=1.0, p_say_count=0.0,
+                        generator=torch.Generator().manual_seed(0))
+    texts = tok.decode(b["tokens"])
+    assert (b["count"] > 0).all() and not b["said"].any()
+    assert not any(w in t.split() for t in texts for w in ct.COUNT_WORDS)
+    assert all((ct.PLURALS[c] in t.split()) == (m > 1) for c, m, t in zip(cls.tolist(), b["count"].tolist(), texts))
+    assert ct.caption(8, 0, template=0, count=2) == "a photo of two red bags"
+    assert ct.caption(8, 0, template=0, count=1, say_count=False) == "a photo of a red bag"
+
+
+def test_caption_fits_reads_every_named_attribute():
+    cls, colour = torch.tensor([8, 8, 8, 9]), torch.tensor([0, 0, 4, 0])
+    side, count = torch.tensor([0, 1, 0, 0]), torch.tensor([0, 0, 2, 0])
+    fits = ct.caption_fits(["a red bag", "the bag on the right", "two blue bags", "a photo of a bag", "three bags"],
+                           cls, colour, side, count)
+    assert fits.tolist() == [[True, True, False, False], [False, True, False, False], [False, False, True, False],
+                             [True, True, False, False], [False, False, False, False]]
+
+
+def test_contrastive_loss_is_the_symmetric_formula():
+    g = torch.Generator().manual_seed(0)
+    v, u = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randn(6, 8, generator=g, dtype=torch.float64)
+    s = F.normalize(v, dim=-1) @ F.normalize(u, dim=-1).T / 0.1
+    l_vu, l_uv = torch.logsumexp(s, 1) - s.diag(), torch.logsumexp(s.T, 1) - s.diag()
+    for lam in (0.0, 0.3, 1.0):
+        assert torch.allclose(ct.contrastive_loss(v, u, torch.tensor(0.1), lam), (lam * l_vu + (1 - lam) * l_uv).mean())
+
+
+def test_train_clip_and_the_shipped_checkpoint_round_trip(tmp_path):
+    out = tmp_path / "clip_toy_rare.pt"
+    assert ct.main(["--counts", "rare", "--steps", "2", "--out", str(out)]) == 0
+    model, tok, meta = ct.load_shipped("rare", out)
+    assert meta["config"]["counts"] == "rare" and meta["config"]["steps"] == 2 and len(meta["history"]["loss"]) == 2
+    assert meta["command"].startswith("python -m aria_utils.clip_toy") and "trained_on" in meta
+    assert 0 <= meta["captions_with_count"] <= meta["captions"] == 2 * 256 and not model.training
+    with pytest.raises(CheckpointError, match="another model"):
+        ct.load_shipped("frequent", out)
