@@ -509,8 +509,7 @@ def plot_best_of_k(scores: dict[tuple[str, int], torch.Tensor], names: dict[str,
     plt.show()
 
 
-def plot_score_vs_iou(ev: dict[int, dict[str, torch.Tensor]], prompts: dict[int, dict[str, torch.Tensor]]
-                      ) -> dict[str, float]:
+def plot_score_vs_iou(ev: dict[int, dict[str, torch.Tensor]]) -> dict[str, float]:
     """Predicted IoU of every output against its true IoU: on unambiguous points, on ambiguous points against
     the drawn target and against the IoU averaged over the valid masks. Returns the three correlations."""
     import matplotlib.pyplot as plt
@@ -535,7 +534,8 @@ def plot_score_vs_iou(ev: dict[int, dict[str, torch.Tensor]], prompts: dict[int,
     return corr
 
 
-def plot_ranking(ranks: dict[tuple[str, int], dict[str, torch.Tensor]], groups: dict[str, str]) -> None:
+def plot_ranking(ranks: dict[tuple[tuple[int, ...], int], dict[str, torch.Tensor]],
+                 groups: dict[tuple[int, ...], str]) -> None:
     """Bars per group of points (`ranks[group, seed]` from `ranking`): the top output by predicted IoU, always
     output k, and the oracle (best output per point); mean over seeds, black tick: the worst seed."""
     import matplotlib.pyplot as plt

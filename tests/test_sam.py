@@ -224,6 +224,15 @@ def test_figures_draw_headless(scenes):
     S.draw_toy_prompt(scenes["image"][0], S.subpart_centre(scenes["masks"][0]), one, three)
     x, y = S.subpart_centre(scenes["masks"][0])
     assert scenes["masks"][0, 2, round(y * 47), round(x * 47)]
+    ev = S.evaluate_segmenter(three, scenes, prompts)
+    S.plot_best_of_k({(v, lvl): torch.stack([S.best_of_k(ev, lvl)] * 2) for v in ("a", "b") for lvl in (1, 2)},
+                     {"a": "A", "b": "B"})
+    S.plot_ranking({(g, s): S.ranking(ev, g) for g in [(0,), (0, 1, 2)] for s in (0, 1)}, {(0,): "one", (0, 1, 2): "all"})
+    corr = S.plot_score_vs_iou(ev)
+    assert sorted(corr) == ["ambiguous", "ambiguous_expected", "unambiguous"]
+    hist = {"loss": [1.0] * 30, "logs": {f"wins_{k}": [1 / 3] * 30 for k in range(3)}}
+    meta = {"loss_every_10": [1.0] * 12, "wins_every_10": {f"wins_{k}": [1 / 3] * 12 for k in range(3)}}
+    S.plot_training({1: hist, 3: hist}, {1: meta, 3: meta}, warmup=5)
 
 
 def test_download_with_progress_checks_before_writing(tmp_path, monkeypatch):
