@@ -220,3 +220,14 @@ def cls_attention(model: ViT, x: torch.Tensor, batch_size: int = 250,
         layers.append(cls_to_patches(alphas, model.grid))
         rolled.append(cls_to_patches(attention_rollout(alphas, residual), model.grid))
     return torch.cat(layers), torch.cat(rolled)
+
+
+def content_maps(foreground: torch.Tensor, grid: int) -> torch.Tensor:
+    """The content baseline: attention spread evenly over the non-empty patches (those with any foreground
+    pixel), nothing on empty ones. foreground `[B, S, S]` bool -> maps `[B, g, g]` summing to one
+    (uniform over all patches for an empty image)."""
+    if foreground.ndim != 3 or foreground.shape[-1] % grid:
+        raise ValueError(f"expected foreground [B, S, S] with S a multiple of {grid}, got {tuple(foreground.shape)}.")
+    occupied = F.max_pool2d(foreground.float()[:, None], foreground.shape[-1] // grid)[:, 0]  # (B, g, g) in {0, 1}
+    occupied = torch.where(occupied.sum((-2, -1), keepdim=True) > 0, occupied, torch.ones_like(occupied))
+    return occupied / occupied.sum((-2, -1), keepdim=True)

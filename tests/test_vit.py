@@ -130,3 +130,19 @@ def test_cls_attention_matches_rollout_and_layers():
     alphas = m.get_attention_maps(x)
     assert torch.allclose(layers, V.cls_to_patches(alphas), atol=1e-6)
     assert torch.allclose(rolled, V.cls_to_patches(V.attention_rollout(alphas)), atol=1e-6)
+
+
+def test_content_maps_spread_evenly_over_non_empty_patches():
+    fg = torch.zeros(3, 8, 8, dtype=torch.bool)
+    fg[0, 0, 0] = True  # one pixel in the top-left patch
+    fg[1, 5, 1] = fg[1, 6, 6] = True  # one pixel in each bottom patch
+    maps = V.content_maps(fg, 2)
+    assert maps.shape == (3, 2, 2) and torch.allclose(maps.sum((-2, -1)), torch.ones(3))
+    assert torch.equal(maps[0], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    assert torch.equal(maps[1], torch.tensor([[0.0, 0.0], [0.5, 0.5]]))
+    assert torch.equal(maps[2], torch.full((2, 2), 0.25))  # an empty image: uniform
+    # with the object's mask, the baseline scores the object's pixels over the non-empty patches' pixels
+    on, _ = V.object_share(maps[:2], fg[:2])
+    assert torch.allclose(on, torch.tensor([1 / 16, 1 / 16]))
+    with pytest.raises(ValueError):
+        V.content_maps(fg, 3)
