@@ -29,10 +29,12 @@ data: $(STAMP)
 	|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } \
 	|| $(BIN)/python -c "import aria_utils as A; A.load_fashion_mnist('train'); A.load_fashion_mnist('test')"
 
+# Execute every notebook headless; writes under build/ only (executed copies, records, summary, times-table.md).
+# A failed, timed-out (10 min per cell) or dead-kernel notebook is reported by cell, the others still run; exit 1.
 run: setup
 	$(BIN)/python -m aria_utils.runner --speed $(SPEED)
 
-# Execute in full speed and store the outputs in notebooks/ (what is committed).
+# Execute in full speed and store the outputs in notebooks/ (what is committed), the times in headers and README.
 store: setup
 	$(BIN)/python -m aria_utils.runner --speed full --store
 

@@ -9,7 +9,10 @@ when there is one (it includes the training), else the latest run, marked as hav
 from __future__ import annotations
 
 import json
+import platform
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 from .io import atomic_write_text
@@ -29,6 +32,24 @@ def run_facts(nb: "nbformat.NotebookNode", cached_before: set[str]) -> dict:  # 
     loaded = set(re.findall(r"\[cache\] loaded (\S+)", text))
     return {"device": m.group(1) if m else "?", "threads": int(m.group(2)) if m else 0,
             "cold": not loaded & cached_before}
+
+
+def machine_facts() -> dict:
+    """What names the machine, cheaply (no benchmark): the CPU's model and, when `nvidia-smi` answers, the GPU's."""
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = ""
+    if shutil.which("nvidia-smi"):
+        try:
+            gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=20).stdout.strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            pass
+    return {"cpu_model": cpu or "?", "gpu": gpu}
 
 
 def quoted_records(build: Path) -> dict[tuple[str, str], dict]:
@@ -55,7 +76,8 @@ def _machine(r: dict) -> str:
     threads = f"{r.get('threads', 0)} thread{'s' if r.get('threads', 0) != 1 else ''}"
     if r.get("device", "cpu") == "cpu":
         return f"a {r.get('cpus', '?')}-core CPU, {threads}"
-    return f"{r['device']} (host: {r.get('cpus', '?')} CPU cores, {threads})"
+    device = r.get("gpu") if r["device"] == "cuda" and r.get("gpu") else r["device"]
+    return f"{device} (host: {r.get('cpus', '?')} CPU cores, {threads})"
 
 
 def header_sentence(stem: str, records: dict[tuple[str, str], dict]) -> str:

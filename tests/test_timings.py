@@ -41,6 +41,16 @@ def test_warm_runs_say_so_and_machines_are_named():
     assert timings.header_sentence("99_none", rec) == "not measured yet"
 
 
+def test_gpu_runs_name_the_gpu_and_machine_facts_are_read_without_a_benchmark():
+    r = {"seconds": 20.0, "cold": True, "cpus": 16, "device": "cuda", "threads": 16, "gpu": "NVIDIA H100 80GB HBM3"}
+    assert timings.header_sentence("98_tiny", {("98_tiny", "fast"): r}).startswith(
+        "measured by the runner on NVIDIA H100 80GB HBM3 (host: 16 CPU cores, 16 threads), from an empty `cache/`")
+    assert timings.readme_table(["98_tiny"], {("98_tiny", "fast"): r}).splitlines()[3] == \
+        "| `fast` | 20 | 20 | NVIDIA H100 80GB HBM3 (host: 16 CPU cores, 16 threads) |"
+    facts = timings.machine_facts()
+    assert set(facts) == {"cpu_model", "gpu"} and facts["cpu_model"]
+
+
 def test_readme_table_totals_only_complete_rows():
     rec = {("98_a", "full"): {"seconds": 100.4, "cold": True, "cpus": 2, "device": "cpu", "threads": 2},
            ("99_b", "full"): {"seconds": 50.0, "cold": False, "cpus": 2, "device": "cpu", "threads": 2},
