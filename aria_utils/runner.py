@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(times_table(build))
         return 0
     cached_before = {p.name for p in cache_dir().glob("*")} if cache_dir().exists() else set()
-    machine = timings.machine_facts()
+    machine = {**timings.machine_facts(), "matmul_gflops": timings.matmul_gflops()}
     rows = []
     for path in notebook_paths(args.notebooks):
         print(f"[run] {path.name} ({args.speed}) ...", flush=True)

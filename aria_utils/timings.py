@@ -13,6 +13,7 @@ import platform
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from .io import atomic_write_text
@@ -52,6 +53,41 @@ def machine_facts() -> dict:
     return {"cpu_model": cpu or "?", "gpu": gpu}
 
 
+# The slower kind of 2-core machine, where the series' budgets are set: float32 2048 x 2048 matmul on 2 threads.
+REFERENCE_GFLOPS = 69.0
+FASTER_KIND = 1.5  # a machine this many times the reference or more is "the faster kind"
+
+
+def matmul_gflops(repeat: int = 5) -> float:
+    """The machine's speed for the series' work (about a second): best of `repeat` float32 2048 x 2048 matrix
+    products on 2 threads, in GFLOP/s, the figure that tells the two kinds of 2-core machine apart."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+        a @ b
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(before)
+    return round(2 * 2048 ** 3 / best / 1e9, 1)
+
+
+def machine_kind(gflops: float | None) -> str:
+    """" of the slower kind" or " of the faster kind (matmul x2.2 the slower)" from `matmul_gflops`."""
+    if not gflops:
+        return ""
+    ratio = gflops / REFERENCE_GFLOPS
+    if ratio < FASTER_KIND:
+        return " of the slower kind"
+    return f" of the faster kind (matmul x{ratio:.1f} the slower)"
+
+
 def quoted_records(build: Path) -> dict[tuple[str, str], dict]:
     """(stem, speed) -> the record to quote: the latest cold run if any, else the latest successful run.
     Records without the run's facts (older runners) are skipped."""
@@ -75,7 +111,7 @@ def _duration(seconds: float) -> str:
 def _machine(r: dict) -> str:
     threads = f"{r.get('threads', 0)} thread{'s' if r.get('threads', 0) != 1 else ''}"
     if r.get("device", "cpu") == "cpu":
-        return f"a {r.get('cpus', '?')}-core CPU, {threads}"
+        return f"a {r.get('cpus', '?')}-core CPU{machine_kind(r.get('matmul_gflops'))}, {threads}"
     device = r.get("gpu") if r["device"] == "cuda" and r.get("gpu") else r["device"]
     return f"{device} (host: {r.get('cpus', '?')} CPU cores, {threads})"
 

@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .data import load_fashion_mnist, make_canvas
-from .representation import conv_bn
+from .blocks import conv_bn
 from .setup import repo_root
 from .training import classification_loss, fit
 from .vit import HybridViT, ViT

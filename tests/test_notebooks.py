@@ -121,3 +121,64 @@ def test_markdown_states_no_measured_figures(path):
     found = [(i, f) for i, c in enumerate(nb.cells) if c.cell_type == "markdown" for f in measured_figures(c.source)]
     assert not found, (f"{path.name}: markdown states measured figures (cell index, context); print them from the "
                        f"values just computed, or write settings as code or math: {found}")
+
+
+# --- pages a student reads at a glance -------------------------------------------------------------------------
+MAX_CELL_LINES = 30  # a code cell longer than this must be a def/class cell (the slide's concept), not plumbing
+
+
+def _lines_outside_definitions(source: str) -> int:
+    """Non-blank, non-comment lines of a cell that are not inside a top-level def or class (nor an import)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics: count every line
+        return len(source.splitlines())
+    inside = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            inside.update(range(first, node.end_lineno + 1))
+    return sum(1 for i, line in enumerate(source.splitlines(), 1)
+               if i not in inside and line.strip() and not line.lstrip().startswith("#"))
+
+
+def _long_plumbing_cells(path) -> list[tuple[int, int]]:
+    nb = nbformat.read(path, as_version=4)
+    return [(i, len(c.source.splitlines())) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            and len(c.source.splitlines()) > MAX_CELL_LINES and _lines_outside_definitions(c.source) > 5]
+
+
+def test_long_cell_rule():
+    concept = "import torch\n\n\ndef f(x):\n" + "    x = x + 1\n" * 40 + "    return x\n"
+    plumbing = "\n".join(f"a{i} = {i}" for i in range(40))
+    assert _lines_outside_definitions(concept) == 0 and _lines_outside_definitions(plumbing) == 40
+
+
+LESSONS = [p for p in NOTEBOOKS if p.stem[:2] != "00"]
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_code_cells_fit_on_a_screen(path):
+    long = _long_plumbing_cells(path)
+    assert not long, (f"{path.name}: code cells over {MAX_CELL_LINES} lines that are not def/class cells "
+                      f"(cell index, lines): {long}; move the plumbing into aria_utils")
+
+
+def _try_it_cells(nb) -> list[tuple[int, "nbformat.NotebookNode"]]:
+    """The code cells of the "Try it" section (from its heading to the next heading of the same level)."""
+    out, inside = [], False
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "markdown" and c.source.startswith("## "):
+            inside = c.source.startswith("## Try it")
+        elif inside and c.cell_type == "code" and ("widgets" in c.source or "try_it(" in c.source):
+            out.append((i, c))
+    return out
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_try_it_cells_store_their_default_figure(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = _try_it_cells(nb)
+    assert cells, f"{path.name}: no widget cell in a '## Try it' section"
+    bare = [i for i, c in cells if not any("image/png" in o.get("data", {}) for o in c.outputs)]
+    assert not bare, f"{path.name}: 'Try it' cells without a stored figure of their defaults: {bare}"

@@ -111,3 +111,13 @@ def test_times_option_rewrites_without_running(tiny_repo):
     assert "<!-- times -->measured by the runner on a 2-core CPU, 2 threads, from an empty `cache/`: `full` 61 s, " \
            "`fast` not measured yet<!-- /times -->" in header
     assert "| `full` | 61 | 61 | a 2-core CPU, 2 threads |" in (tiny_repo / "README.md").read_text()
+
+
+def test_the_machine_kind_is_named_from_its_speed():
+    slow = {"seconds": 280.0, "cold": True, "cpus": 2, "device": "cpu", "threads": 2, "matmul_gflops": 69.0}
+    fast = {**slow, "seconds": 120.0, "matmul_gflops": 152.4}
+    assert "on a 2-core CPU of the slower kind, 2 threads" in timings.header_sentence("98_t", {("98_t", "full"): slow})
+    assert "a 2-core CPU of the faster kind (matmul x2.2 the slower), 2 threads" in \
+        timings.readme_table(["98_t"], {("98_t", "full"): fast})
+    assert timings.machine_kind(None) == ""
+    assert 5 < timings.matmul_gflops(repeat=1) < 100_000
