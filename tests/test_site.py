@@ -42,6 +42,18 @@ def test_exercises_stay_collapsible_and_figures_are_embedded(built):
         assert "data:image/png;base64," in text, path.stem
 
 
+def test_reading_edition_has_no_install_cell_nor_solution_markers(built):
+    out, _ = built
+    for path in notebook_paths():
+        text = (out / f"{path.stem}.html").read_text()
+        assert "SOLUTION" not in text and "google.colab" not in text, path.stem
+    nb = new_notebook(cells=[new_code_cell('if "google.colab" in sys.modules: pass'),
+                             new_code_cell("def f(x):\n    # BEGIN SOLUTION: add one\n    y = x + 1\n    # END SOLUTION\n"
+                                           "    return y")])
+    site.reading_cells(nb)
+    assert [c.source for c in nb.cells] == ["def f(x):\n    y = x + 1\n    return y"]
+
+
 def test_broken_and_remote_references_are_reported(tmp_path):
     (tmp_path / "a.html").write_text('<a href="b.html">b</a><a href="https://example.org">ok</a>'
                                      '<img src="missing.png"><script src="https://cdn.example/x.js"></script>')

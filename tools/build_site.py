@@ -21,6 +21,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_markdown_cell, new_notebook, new_output
 
+from aria_utils.student import BEGIN, END
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "site_template"
 MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
@@ -50,10 +52,20 @@ def static_widgets(nb: nbformat.NotebookNode) -> None:
                 outputs.append(out)
             elif out["data"].get("text/plain", "").startswith("interactive("):
                 outputs.append(new_output("display_data", data={"text/html": WIDGET_NOTE}))
-                outputs += [nbformat.from_dict(o) for o in _stored_outputs(state, view.get("model_id", ""))]
+                if not any("image/png" in o.get("data", {}) for o in cell.outputs):  # else drawn beside it already
+                    outputs += [nbformat.from_dict(o) for o in _stored_outputs(state, view.get("model_id", ""))]
             elif "text/plain" in out["data"]:
                 outputs.append(new_output("display_data", data={"text/plain": out["data"]["text/plain"]}))
         cell.outputs = outputs
+
+
+def reading_cells(nb: nbformat.NotebookNode) -> None:
+    """What a reader needs: without the Colab install cell and the solution markers of the student edition."""
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and "google.colab" in c.source)]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = "\n".join(line for line in cell.source.split("\n")
+                                     if not (BEGIN.match(line) or END.match(line)))
 
 
 def html_links(nb: nbformat.NotebookNode) -> None:
@@ -88,6 +100,7 @@ def build(out: Path, notebooks: list[Path], readme: Path) -> list[Path]:
     pages = [("index", index_notebook(readme.read_text()))]
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
+        reading_cells(nb)
         static_widgets(nb)
         html_links(nb)
         nb.metadata["title"] = nb.cells[0].source.splitlines()[0].lstrip("# ") if nb.cells else path.stem
