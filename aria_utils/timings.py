@@ -79,13 +79,14 @@ def matmul_gflops(repeat: int = 5) -> float:
 
 
 def machine_kind(gflops: float | None) -> str:
-    """" of the slower kind" or " of the faster kind (matmul x2.2 the slower)" from `matmul_gflops`."""
+    """" of the slower kind" or " of the faster kind (matmul about x2.5 the slower)" from `matmul_gflops` (the
+    ratio to the nearest half, so that runs of one machine read alike)."""
     if not gflops:
         return ""
     ratio = gflops / REFERENCE_GFLOPS
     if ratio < FASTER_KIND:
         return " of the slower kind"
-    return f" of the faster kind (matmul x{ratio:.1f} the slower)"
+    return f" of the faster kind (matmul about x{round(ratio * 2) / 2:g} the slower)"
 
 
 def quoted_records(build: Path) -> dict[tuple[str, str], dict]:

@@ -117,7 +117,7 @@ def test_the_machine_kind_is_named_from_its_speed():
     slow = {"seconds": 280.0, "cold": True, "cpus": 2, "device": "cpu", "threads": 2, "matmul_gflops": 69.0}
     fast = {**slow, "seconds": 120.0, "matmul_gflops": 152.4}
     assert "on a 2-core CPU of the slower kind, 2 threads" in timings.header_sentence("98_t", {("98_t", "full"): slow})
-    assert "a 2-core CPU of the faster kind (matmul x2.2 the slower), 2 threads" in \
+    assert "a 2-core CPU of the faster kind (matmul about x2 the slower), 2 threads" in \
         timings.readme_table(["98_t"], {("98_t", "full"): fast})
     assert timings.machine_kind(None) == ""
     assert 5 < timings.matmul_gflops(repeat=1) < 100_000
