@@ -79,6 +79,14 @@ def tie(label: str, value: float, baseline_label: str, baseline: float, *, sd: f
     return Evidence(not counts(abs(value - baseline), sd, floor), e.text.replace(" vs ", " within noise of ", 1))
 
 
+def reaches(label: str, value: float, baseline_label: str, baseline: float, *, sd: float = 0.0, n: int = 1,
+            unit: str = "points", floor: float | None = None, what: str = "seeds") -> Evidence:
+    """`label` reaches `baseline_label`: it is not below it by more than the noise (the rule, one-sided: the
+    difference `baseline - value` does not count)."""
+    e = compare(label, value, baseline_label, baseline, sd=sd, n=n, unit=unit, floor=floor, what=what)
+    return Evidence(not counts(baseline - value, sd, POINT if floor is None else floor), e.text)
+
+
 def below(label: str, value: float, limit: float, *, what: str = "") -> Evidence:
     """`value` is under `limit` (a numerical check, e.g. the largest difference against a reference)."""
     return Evidence(value < limit, f"{label} {value:.2g} (< {limit:.0e}{what})")
@@ -153,5 +161,5 @@ def show_ledger(prefix: str = "") -> None:
             print(f"{r['id']:28s} {r['verdict']:10s} {r['slide']}")
 
 
-__all__ = ["Evidence", "VERDICTS", "below", "claim", "compare", "counts", "ledger_html", "rows", "show_ledger",
-           "tie", "verdict"]
+__all__ = ["Evidence", "VERDICTS", "below", "claim", "compare", "counts", "ledger_html", "reaches", "rows",
+           "show_ledger", "tie", "verdict"]

@@ -1,6 +1,5 @@
 """Plumbing for the multi-task notebook (02): label availability flags, batched prediction of several heads,
-a picture of one prediction, a check that missing labels change nothing, and the ledger's one-sided test
-("reaches"). Its scenes (class, box and mask labels) come from `aria_utils.scenes`."""
+a picture of one prediction, and a check that missing labels change nothing. Its scenes (class, box and mask labels) come from `aria_utils.scenes`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -9,7 +8,6 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 
-from . import claims as C
 from .plot import overlay_mask
 from .scenes import BACKGROUNDS, background_photos, make_scenes  # noqa: F401 (02 uses them as M.*)
 
@@ -57,14 +55,6 @@ def show_prediction(image: torch.Tensor, box: Sequence[float], mask: torch.Tenso
         x0, y0, x1, y1 = [float(b) for b in true_box]
         ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="lime", lw=1, ls="--"))
     return ax
-
-
-def reaches(label: str, value: float, baseline_label: str, baseline: float, *, sd: float = 0.0, n: int = 1,
-            what: str = "seeds") -> Evidence:
-    """`label` reaches `baseline_label`: it is not below it by more than the noise (the ledger's rule, one-sided:
-    the difference `baseline - value` must not count)."""
-    e = C.compare(label, value, baseline_label, baseline, sd=sd, n=n, what=what)
-    return C.Evidence(not C.counts(baseline - value, sd), e.text)
 
 
 def same_loss_and_grads(model: nn.Module, loss_fn: Callable[..., torch.Tensor], *targets: Sequence[torch.Tensor]

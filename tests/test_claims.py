@@ -61,3 +61,10 @@ def test_claims_check_reads_the_line():
     r = C.rows("08.")[0]
     m = line.search(f"[claim] {r['id']} {r['verdict']} | {r['figures']}")
     assert m and m.group(2) == "holds-when" and re.search(r"\d", m.group(3))
+
+
+def test_reaches_is_the_one_sided_rule() -> None:
+    assert C.reaches("a", 0.52, "b", 0.53, sd=0.02, n=3).counts  # below, within the noise
+    assert C.reaches("a", 0.60, "b", 0.53).counts  # above
+    e = C.reaches("a", 0.45, "b", 0.53, sd=0.03, n=3)
+    assert not e.counts and "a 0.450 vs b 0.530 (-8.0 points, 3 seeds, sd 3.0)" == e.text

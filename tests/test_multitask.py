@@ -86,13 +86,6 @@ def test_show_prediction_draws_two_boxes() -> None:
     assert len(ax.patches) == 2
 
 
-def test_reaches_is_the_one_sided_rule() -> None:
-    assert M.reaches("a", 0.52, "b", 0.53, sd=0.02, n=3).counts  # below, within the noise
-    assert M.reaches("a", 0.60, "b", 0.53).counts  # above
-    e = M.reaches("a", 0.45, "b", 0.53, sd=0.03, n=3)
-    assert not e.counts and "a 0.450 vs b 0.530 (-8.0 points, 3 seeds, sd 3.0)" == e.text
-
-
 def test_same_loss_and_grads_sees_a_changed_target() -> None:
     torch.manual_seed(0)
     model, x, y = nn.Linear(4, 3), torch.randn(5, 4), torch.randint(0, 3, (5,))
