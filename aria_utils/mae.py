@@ -4,9 +4,14 @@ Notebook 05 writes patchify, the random masking, the decoder's input and the mas
 and shows that they equal the functions here. Shapes: B batch, L = (img / p)^2 patches, p patch side,
 C channels, d encoder width, d_dec decoder width, len_keep visible patches per image.
 
-Reproduce the committed checkpoint (the 32 px scenes, p = 4; two CPU threads, about 7 minutes):
+Reproduce the shipped files (two CPU threads, `ARIA_THREADS=2`; `make checkpoints` runs them):
 
-    ARIA_THREADS=2 python -m aria_utils.mae --data scenes --epochs 20 --decoder-depth 2
+    python -m aria_utils.mae --data scenes --epochs 20 --decoder-depth 2        # mae_scenes.pt (normalised targets)
+    # raw-pixel targets, the pictures:
+    python -m aria_utils.mae --data scenes --epochs 4 --decoder-depth 2 --pixel-targets --out checkpoints/mae_scenes_pixels.pt
+    python -m aria_utils.mae sweep --epochs 3                                    # mae_ratio_sweep.pt (results)
+    python -m aria_utils.mae finetune --arm mae --steps 200                      # mae_finetune_mae.pt
+    python -m aria_utils.mae finetune --arm scratch --steps 500                  # mae_finetune_scratch.pt
 """
 from __future__ import annotations
 
@@ -24,7 +29,11 @@ import torch.nn as nn
 from .transformer import TransformerBlock, sinusoidal_positions
 from .vit import patchify, unpatchify  # the patch cutter lives with the ViT; MAE builds on it
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mae_scenes.pt"
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+SHIPPED_CHECKPOINT = CHECKPOINTS / "mae_scenes.pt"             # normalised-pixel targets: the representation
+PIXELS_CHECKPOINT = CHECKPOINTS / "mae_scenes_pixels.pt"       # raw-pixel targets: the pictures
+SWEEP_RESULTS = CHECKPOINTS / "mae_ratio_sweep.pt"             # mask ratios 0.5 / 0.75 / 0.9 (results only)
+FINETUNE_RESULTS = {arm: CHECKPOINTS / f"mae_finetune_{arm}.pt" for arm in ("mae", "scratch")}
 # Pixel statistics of the training images (pixels in [0, 1]): inputs are standardised with them.
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530       # centred Fashion-MNIST
 SCENE_MEAN, SCENE_STD = 0.3344, 0.2102           # the scene benchmark (`protocol.scene_images("train", 2000)`)
@@ -282,6 +291,151 @@ def encoder_flops(cfg: MAEConfig, n_tokens: int) -> int:
     return cfg.depth * per_block + (n_tokens - 1) * cfg.p * cfg.p * cfg.C * d
 
 
+@torch.no_grad()
+def masked_error(model: MAE, images: torch.Tensor, ratio: float, seed: int = 0, batch_size: int = 1000) -> float:
+    """The masked-patch loss of `model` on uint8 `images` at mask ratio `ratio`, one fixed draw of masks."""
+    model.eval()
+    g, total = torch.Generator().manual_seed(seed), 0.0
+    for i in range(0, len(images), batch_size):
+        xs = standardise(images[i: i + batch_size], model.cfg.mean, model.cfg.std)
+        loss, _, _ = model(xs, mask_ratio=ratio, noise=torch.rand(len(xs), model.L, generator=g))
+        total += loss.item() * len(xs)
+    return total / len(images)
+
+
+def vit_classifier(mae: MAE, n_classes: int = 10) -> nn.Sequential:
+    """The encoder (mean of the patch tokens, no masking) followed by a new linear layer: images -> logits."""
+    return nn.Sequential(MAEFeatures(mae), nn.Linear(mae.cfg.d, n_classes))
+
+
+def finetune_vit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                 *, steps: int, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 warmup: int = 50, eval_every: int = 50, n_curve: int = 1000, seed: int = 0,
+                 progress: bool = True) -> dict:
+    """Train `model` (e.g. `vit_classifier`) end to end on uint8 `x` `[N, 32, 32]`, labels `y`: AdamW, warm-up
+    then cosine, crops of 60-100 % and flips (the recipe of `finetune.train_classifier_run`).
+
+    Returns `{"acc": test accuracy on all of x_test, "curve_steps", "curve_acc" (on the first `n_curve` test
+    images every `eval_every` steps: the plateau), "loss": per-step training loss, "seconds"}`.
+    """
+    from .augment import light_augment
+    from .data import to_float
+    from .training import accuracy, classification_loss, fit
+
+    curve_steps, curve_acc, step = [], [], [0]
+    size = x.shape[-1]
+
+    def curve_point(m: nn.Module) -> None:
+        curve_steps.append(step[0])
+        curve_acc.append(accuracy(m, x_test[:n_curve], y_test[:n_curve], 500, transform=to_float))
+        m.train()
+
+    def loss_fn(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        if step[0] % eval_every == 0 and step[0]:
+            curve_point(m)
+        step[0] += 1
+        return classification_loss(m, light_augment(xb, size), yb)
+
+    torch.manual_seed(seed)
+    hist = fit(model, [x, y], loss_fn, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+               warmup=warmup, seed=seed, desc="fine-tune", progress=progress)
+    curve_point(model)
+    model.eval()
+    return {"acc": accuracy(model, x_test, y_test, 500, transform=to_float), "curve_steps": curve_steps,
+            "curve_acc": curve_acc, "loss": hist.loss, "seconds": hist.seconds}
+
+
+def _machine() -> str:
+    import platform
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} thread(s), torch {torch.__version__}")
+
+
+def sweep_main(argv: list[str]) -> int:
+    """`python -m aria_utils.mae sweep`: MAEs at several mask ratios, the same epochs each; their masked-patch
+    error and frozen linear probe (3 draws of 100 labels per class) -> a results file (no weights)."""
+    from .checkpoints import save_checkpoint
+    from .data import per_class_subset
+    from .protocol import SCENE_TEST_PER_CLASS, SCENE_TRAIN_PER_CLASS, encode_images, scene_images
+    from .training import linear_probe
+
+    ap = argparse.ArgumentParser(description=sweep_main.__doc__)
+    ap.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.75, 0.9])
+    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--draws", type=int, default=3, help="draws of the 100-labels-per-class pool")
+    ap.add_argument("--per-class", type=int, default=100, help="labels per class of the probe")
+    ap.add_argument("--n-train", type=int, default=None, help="first N training scenes only (tests)")
+    ap.add_argument("--out", default="checkpoints/mae_ratio_sweep.pt")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 1)))
+    x_tr, y_tr = scene_images("train", SCENE_TRAIN_PER_CLASS)
+    x_te, y_te = scene_images("test", SCENE_TEST_PER_CLASS)
+    x_tr, y_tr = x_tr[:args.n_train], y_tr[:args.n_train]
+    start, results = time.perf_counter(), {}
+    for r in args.ratios:
+        torch.manual_seed(0)
+        model = MAE(scene_config(mask_ratio=r))
+        hist = train_mae(model, x_tr, epochs=args.epochs, batch_size=256, lr=1.5e-3, seed=0, desc=f"MAE r={r}")
+        f_test = encode_images(MAEFeatures(model), x_te)
+        probes = []
+        for draw in range(args.draws):
+            idx = per_class_subset(y_tr, args.per_class, seed=draw)
+            probes.append(linear_probe(encode_images(MAEFeatures(model), x_tr[idx]), y_tr[idx], f_test, y_te))
+        results[str(r)] = {"probe_n100": probes, "error": masked_error(model, x_te, r),
+                           "error_at_0.75": masked_error(model, x_te, 0.75), "loss_every_10": hist["loss"][::10],
+                           "seconds": hist["seconds"], "epochs": hist["epochs"]}
+        print(f"[mae sweep] r = {r}: error {results[str(r)]['error']:.3f}, probe n100 {probes}, {hist['seconds']:.0f} s")
+    meta = {"results": results, "machine": _machine(), "seconds": time.perf_counter() - start,
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": "python -m aria_utils.mae sweep " + " ".join(argv)}
+    save_checkpoint(args.out, nn.Module(), {"ratios": args.ratios, "epochs": args.epochs, "draws": args.draws,
+                                            "per_class": args.per_class,
+                                            "mae": asdict(scene_config())}, meta)
+    print(f"[mae sweep] {meta['seconds']:.0f} s -> {args.out}")
+    return 0
+
+
+def finetune_main(argv: list[str]) -> int:
+    """`python -m aria_utils.mae finetune --arm mae|scratch`: the ViT + linear layer trained end to end on 100
+    labels per class (the protocol's pool), from the shipped MAE encoder or from random weights, for each
+    seed -> a results file (accuracies, curves) with the first seed's classifier weights (float16)."""
+    from .checkpoints import save_checkpoint
+    from .protocol import POOL_SEED, SCENE_TEST_PER_CLASS, SCENE_TRAIN_PER_CLASS, scene_images
+    from .data import per_class_subset
+
+    ap = argparse.ArgumentParser(description=finetune_main.__doc__)
+    ap.add_argument("--arm", choices=("mae", "scratch"), required=True)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--per-class", type=int, default=100, help="labels per class (the protocol's pool n100)")
+    ap.add_argument("--n-test", type=int, default=None, help="first N test scenes only (tests)")
+    ap.add_argument("--out", default=None, help="default: checkpoints/mae_finetune_<arm>.pt")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("ARIA_THREADS", 1)))
+    x_tr, y_tr = scene_images("train", SCENE_TRAIN_PER_CLASS)
+    x_te, y_te = scene_images("test", SCENE_TEST_PER_CLASS)
+    x_te, y_te = x_te[:args.n_test], y_te[:args.n_test]
+    idx = per_class_subset(y_tr, args.per_class, seed=POOL_SEED)
+    start, runs, first = time.perf_counter(), {}, None
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        mae = load_mae(SHIPPED_CHECKPOINT)[0] if args.arm == "mae" else MAE(scene_config())
+        model = vit_classifier(mae)
+        runs[str(seed)] = finetune_vit(model, x_tr[idx], y_tr[idx], x_te, y_te, steps=args.steps, seed=seed)
+        first = model if first is None else first
+        print(f"[mae finetune] {args.arm} seed {seed}: acc {runs[str(seed)]['acc']:.3f}, "
+              f"curve {[round(a, 3) for a in runs[str(seed)]['curve_acc']]}")
+    meta = {"runs": runs, "machine": _machine(), "seconds": time.perf_counter() - start,
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": "python -m aria_utils.mae finetune " + " ".join(argv)}
+    out = args.out or f"checkpoints/mae_finetune_{args.arm}.pt"
+    save_checkpoint(out, first.half(), {"arm": args.arm, "steps": args.steps, "seeds": args.seeds,
+                                        "per_class": args.per_class,
+                                        "batch_size": 64, "lr": 1e-3, "mae": asdict(scene_config())}, meta)
+    print(f"[mae finetune] {meta['seconds']:.0f} s -> {out} ({Path(out).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train an MAE on the Fashion-MNIST training set (`--data fashion`, 28 px, p = 7) or on the 20k training
     scenes (`--data scenes`, 32 px, p = 4) and save a checkpoint loadable by `load_mae`."""
@@ -289,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     from .data import load_fashion_mnist
     from .protocol import SCENE_TRAIN_PER_CLASS, scene_images
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["sweep"], ["finetune"]):
+        return {"sweep": sweep_main, "finetune": finetune_main}[argv[0]](argv[1:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=float, default=5.0, help="epoch budget")
     ap.add_argument("--seconds", type=float, default=3 * 3600.0, help="safety cap on wall-clock time")
@@ -329,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"history": {k: v for k, v in hist.items() if k not in ("loss", "logs")}, "loss_every_50": hist["loss"][::50],
             "trained_on": f"CPU, {torch.get_num_threads()} thread(s), {hist['epochs']:.2f} epochs in {hist['seconds']:.0f} s wall",
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": str(torch.__version__),
-            "command": "python -m aria_utils.mae " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": "python -m aria_utils.mae " + " ".join(argv), "machine": _machine()}
     model.half()  # float16 storage halves the file; load_mae converts back to float32
     path = save_checkpoint(args.out or f"checkpoints/mae_{args.data}.pt", model, config, meta)
     print(f"[mae] {hist['steps']} steps, {hist['epochs']:.2f} epochs in {time.perf_counter() - start:.0f} s "
@@ -342,6 +499,21 @@ def load_mae(path: str | Path) -> tuple[MAE, dict]:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     cfg = MAEConfig(**blob["config"]["mae"])
     model = MAE(cfg)
+    model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()}, strict=True)
+    return model.eval(), {"config": blob["config"], "meta": blob.get("meta", {})}
+
+
+
+def load_results(path: str | Path) -> dict:
+    """The config and meta (results, curves, command, machine) of a file written by the CLI (weights_only)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return {"config": blob["config"], "meta": blob.get("meta", {})}
+
+
+def load_finetuned(path: str | Path) -> tuple[nn.Sequential, dict]:
+    """The first seed's classifier of a `finetune` results file, in float32 eval mode, and its config + meta."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = vit_classifier(MAE(MAEConfig(**blob["config"]["mae"])))
     model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()}, strict=True)
     return model.eval(), {"config": blob["config"], "meta": blob.get("meta", {})}
 

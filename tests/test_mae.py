@@ -124,3 +124,34 @@ def test_shipped_checkpoint_is_the_notebook_model():
     model, info = M.load_mae(M.SHIPPED_CHECKPOINT)
     assert M.asdict(model.cfg) == M.asdict(M.scene_config())
     assert "--data scenes" in info["meta"]["command"]
+
+
+def test_masked_error_and_finetune_vit_tiny():
+    torch.manual_seed(0)
+    cfg = M.scene_config(d=32, depth=1, H=2, d_dec=16, depth_dec=1, H_dec=2)
+    x = torch.randint(0, 256, (40, 32, 32), dtype=torch.uint8)
+    y = torch.arange(40) % 4
+    assert M.masked_error(M.MAE(cfg), x, 0.75, batch_size=16) > 0
+    model = M.vit_classifier(M.MAE(cfg), n_classes=4)
+    assert model(x[:3].float()[:, None] / 255).shape == (3, 4)
+    out = M.finetune_vit(model, x, y, x, y, steps=6, batch_size=8, warmup=2, eval_every=3, n_curve=16,
+                         progress=False)
+    assert out["curve_steps"] == [3, 6] and len(out["loss"]) == 6 and 0 <= out["acc"] <= 1
+
+
+def test_sweep_and_finetune_cli_write_results(tmp_path, monkeypatch):
+    from aria_utils import protocol as P
+    monkeypatch.setenv("ARIA_THREADS", "1")
+    small = P.scene_images("train", 3)
+    monkeypatch.setattr(P, "scene_images", lambda split, per_class: small)
+    out = tmp_path / "sweep.pt"
+    assert M.main(["sweep", "--ratios", "0.5", "0.9", "--epochs", "1", "--draws", "2", "--per-class", "2",
+                   "--out", str(out)]) == 0
+    res = M.load_results(out)
+    assert set(res["meta"]["results"]) == {"0.5", "0.9"} and len(res["meta"]["results"]["0.5"]["probe_n100"]) == 2
+    out = tmp_path / "ft.pt"
+    assert M.main(["finetune", "--arm", "scratch", "--steps", "2", "--seeds", "0", "1", "--per-class", "2",
+                   "--out", str(out)]) == 0
+    model, info = M.load_finetuned(out)
+    assert set(info["meta"]["runs"]) == {"0", "1"} and "--arm scratch" in info["meta"]["command"]
+    assert model(small[0][:2]).shape == (2, 10)
