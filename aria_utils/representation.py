@@ -1,11 +1,14 @@
 """Representation learning without labels (notebooks 03 autoencoders, 04 SimCLR): the models and trainers.
 
 `ConvEncoder`, the small CNN shared by the autoencoders and SimCLR, and its mirror `ConvDecoder`;
-`nt_xent`; `AutoEncoder` and `SimCLR`; budgeted, cached trainers `train_autoencoder` and `train_simclr`;
-and a command line that makes the longer-trained SimCLR checkpoint shipped in `checkpoints/`:
+`SpatialEncoder`/`SpatialDecoder` (a code of `c` maps of s/4 x s/4 numbers); `nt_xent`; `AutoEncoder` and
+`SimCLR`; budgeted, cached trainers `train_autoencoder` and `train_simclr`; and a command line that makes the
+longer-trained checkpoints shipped in `checkpoints/`:
 
     ARIA_THREADS=2 python -m aria_utils.representation train-simclr --epochs 15 --augment all
     ARIA_THREADS=2 python -m aria_utils.representation train-simclr --epochs 15 --augment crops
+    ARIA_THREADS=2 python -m aria_utils.representation train-ae --dim 16 32 64 128 --epochs 5
+    ARIA_THREADS=2 python -m aria_utils.representation train-ae --spatial 16 --noise 0.15 --epochs 5
 
 The models read the scene benchmark's 32 x 32 images by default (`protocol.load_scene_data`);
 how they are evaluated is in `protocol` and `finetune`, the augmentations in `augment`.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable
@@ -75,6 +79,31 @@ class ConvDecoder(nn.Module):
         return self.up(h)                                    # [B, 1, s, s]
 
 
+class SpatialEncoder(ConvEncoder):
+    """phi with a spatial code: `[B, 1, H, W]` -> `[B, channels, size/4, size/4]`: `ConvEncoder`'s four conv
+    layers, no pooling, and a 1x1 convolution to `channels` maps (each number sees a neighbourhood only)."""
+
+    def __init__(self, channels: int = 16, width: int = 16, size: int = 32) -> None:
+        super().__init__(channels, width, size)
+        self.fc = nn.Conv2d(8 * width, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = resize(x, self.size) - 0.5
+        return self.fc(self.features(x.contiguous(memory_format=torch.channels_last)))  # [B, c, s/4, s/4]
+
+
+class SpatialDecoder(ConvDecoder):
+    """psi for a spatial code: `[B, channels, size/4, size/4]` -> `[B, 1, size, size]` (a 1x1 convolution to
+    `ConvDecoder`'s first maps, then its up-sampling layers)."""
+
+    def __init__(self, channels: int = 16, width: int = 16, size: int = 32) -> None:
+        super().__init__(channels, width, size)
+        self.fc = nn.Conv2d(channels, 4 * width, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.up(self.fc(z))
+
+
 # ----------------------------------------------------------------------------- losses
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.2) -> torch.Tensor:
@@ -132,6 +161,7 @@ class AEConfig:
     batch_size: int = 256
     lr: float = 2e-3
     noise: float = 0.0          # > 0: denoising autoencoder (Gaussian noise of this std on the input)
+    spatial: int = 0            # > 0: a spatial code of this many size/4 x size/4 maps (`dim` unused)
     seed: int = 0
     speed: str = "full"
 
@@ -167,8 +197,12 @@ def make_encoder(cfg: AEConfig | SimCLRConfig) -> ConvEncoder:
 
 
 def make_autoencoder(cfg: AEConfig) -> AutoEncoder:
-    """phi = ConvEncoder, psi = ConvDecoder, seeded by `cfg.seed`."""
+    """phi = ConvEncoder, psi = ConvDecoder (`SpatialEncoder`/`SpatialDecoder` if `cfg.spatial`), seeded by
+    `cfg.seed`."""
     torch.manual_seed(cfg.seed)
+    if cfg.spatial:
+        return AutoEncoder(SpatialEncoder(cfg.spatial, cfg.width, cfg.size),
+                           SpatialDecoder(cfg.spatial, cfg.width, cfg.size))
     return AutoEncoder(ConvEncoder(cfg.dim, cfg.width, cfg.size), ConvDecoder(cfg.dim, cfg.width, cfg.size))
 
 
@@ -205,8 +239,10 @@ def simclr_loss_fn(size: int, tau: float, crop_scale: tuple[float, float] = (0.3
 
 
 def train_autoencoder(cfg: AEConfig, images: torch.Tensor, model: nn.Module | None = None,
-                      seconds: float | None = None, progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
-    """Train-or-load an autoencoder on the unlabelled training images (cache `autoencoder-<hash>`).
+                      seconds: float | None = None, progress: bool = True, cache: bool = True
+                      ) -> tuple[nn.Module, dict[str, Any]]:
+    """Train-or-load an autoencoder on the unlabelled training images (cache `autoencoder-<hash>`; `cache=False`:
+    always train, save nothing).
 
     `model` may be any module with the same parameter names as `make_autoencoder(cfg)`.
     `seconds` is a safety cap only (not part of the cache key). Returns the model and its metadata.
@@ -219,6 +255,8 @@ def train_autoencoder(cfg: AEConfig, images: torch.Tensor, model: nn.Module | No
         print(hist.summary())
         return {"history": hist.to_dict()}
 
+    if not cache:
+        return model.eval(), {**train(model), "loaded": False}
     meta = train_or_load("autoencoder", cfg.to_dict(), model, train)
     return model.eval(), meta
 
@@ -272,9 +310,68 @@ def load_shipped_simclr(epochs: float = SHIPPED_EPOCHS, augment: str = "all") ->
     return model.eval(), {**meta, "config": cfg}
 
 
+AE_RECIPE = {"epochs": 5.0, "batch_size": 128, "lr": 2e-3}   # the shipped autoencoders' training (AdamW, cosine)
+
+
+def shipped_ae_path(dim: int = 128, spatial: int = 0, noise: float = 0.0) -> Path:
+    """`checkpoints/ae_scenes_d<dim>.pt` (a code of `dim` numbers) or `ae_scenes_c<spatial>.pt` (a spatial code),
+    with `dae_` before the code's tag for a denoising autoencoder (`noise` > 0)."""
+    tag = f"c{spatial}" if spatial else f"d{dim}"
+    return CHECKPOINT_DIR / f"ae_scenes_{'dae_' if noise > 0 else ''}{tag}.pt"
+
+
+def load_shipped_autoencoder(dim: int = 128, spatial: int = 0, noise: float = 0.0, model: nn.Module | None = None
+                             ) -> tuple[nn.Module, dict[str, Any]]:
+    """A shipped autoencoder (weights stored in float16, loaded as float32) and its metadata (config, command,
+    seconds, machine, history). `model`: any module with `make_autoencoder`'s parameter names."""
+    path = shipped_ae_path(dim, spatial, noise)
+    if not path.exists():
+        flags = f"--spatial {spatial}" if spatial else f"--dim {dim}"
+        raise FileNotFoundError(f"No shipped autoencoder at {path}; make it with `ARIA_THREADS=2 python -m "
+                                f"aria_utils.representation train-ae {flags} --noise {noise:g}`.")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = AEConfig(**{k: v for k, v in blob["config"].items() if k != "kind"})
+    model = model if model is not None else make_autoencoder(cfg)
+    meta = load_checkpoint(path, model)
+    return model.eval(), {**meta, "config": cfg}
+
+
+def _half_copy(model: nn.Module) -> nn.Module:
+    """A float16 copy of `model` (halves the file; the loss it adds is far below the differences measured)."""
+    import copy
+    return copy.deepcopy(model).half()
+
+
+def _train_ae_cli(args: argparse.Namespace, threads: int) -> None:
+    """Train and save each autoencoder asked for by `train-ae` (seeded, on the 20k unlabelled training scenes)."""
+    from .protocol import SCENE_TRAIN_PER_CLASS, scene_images
+
+    images = scene_images("train", SCENE_TRAIN_PER_CLASS)[0]
+    for dim in ([128] if args.spatial else args.dim):
+        cfg = AEConfig(dim=dim, spatial=args.spatial, noise=args.noise, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, speed="checkpoint")
+        model, meta = train_autoencoder(cfg, images, seconds=args.seconds, cache=False)
+        hist = History.from_dict(meta["history"])
+        flags = f"--spatial {args.spatial}" if args.spatial else f"--dim {dim}"
+        command = (f"ARIA_THREADS={threads} python -m aria_utils.representation train-ae {flags} --noise "
+                   f"{args.noise:g} --epochs {args.epochs:g} --batch-size {args.batch_size} --lr {args.lr:g} "
+                   f"--seed {args.seed}")
+        hist_small = {k: v for k, v in hist.to_dict().items() if k not in ("loss", "logs")}
+        hist_small["mse_per_pixel"] = [round(v, 6) for v in hist.logs["mse_per_pixel"]]
+        info = {"history": hist_small, "threads": threads, "torch": str(torch.__version__), "command": command,
+                "seconds": round(hist.seconds, 1), "seed": args.seed, "machine": f"{platform.processor() or platform.machine()}, "
+                f"{threads} thread(s), torch {torch.__version__}",
+                "trained_on": f"CPU, {threads} thread(s), {hist.epochs:g} epochs ({hist.seconds:.0f} s wall)",
+                "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+        out = shipped_ae_path(dim, args.spatial, args.noise)
+        save_checkpoint(out, _half_copy(model), cfg.to_dict(), info)
+        print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB): {hist.summary()}")
+
+
 def _cli(argv: list[str] | None = None) -> int:
     """`train-simclr --epochs E --augment all|crops`: SimCLR on the scene benchmark's 20k unlabelled training scenes for E epochs
-    (seed 0), saved under checkpoints/ with its command, wall time and machine."""
+    (seed 0); `train-ae --dim D [D ...] | --spatial C [--noise S]`: autoencoders (`AE_RECIPE`); each saved under
+    checkpoints/ with its command, wall time and machine."""
     from .protocol import SCENE_TRAIN_PER_CLASS, scene_images
 
     ap = argparse.ArgumentParser(prog="python -m aria_utils.representation")
@@ -284,9 +381,21 @@ def _cli(argv: list[str] | None = None) -> int:
     t.add_argument("--augment", choices=("all", "crops"), default="all")
     t.add_argument("--seconds", type=int, default=6 * 3600, help="safety cap on wall-clock time")
     t.add_argument("--out", type=Path, default=None)
+    a = sub.add_parser("train-ae", help="train shipped autoencoders")
+    a.add_argument("--dim", type=int, nargs="+", default=[128], help="code size(s) d of global codes")
+    a.add_argument("--spatial", type=int, default=0, help="> 0: a spatial code of this many 8 x 8 maps")
+    a.add_argument("--noise", type=float, default=0.0, help="> 0: denoising autoencoder, noise sd")
+    a.add_argument("--epochs", type=float, default=AE_RECIPE["epochs"])
+    a.add_argument("--batch-size", type=int, default=AE_RECIPE["batch_size"])
+    a.add_argument("--lr", type=float, default=AE_RECIPE["lr"])
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seconds", type=int, default=3600, help="safety cap on wall-clock time per model")
     args = ap.parse_args(argv)
     threads = int(os.environ.get("ARIA_THREADS", "2"))
     torch.set_num_threads(threads)
+    if args.cmd == "train-ae":
+        _train_ae_cli(args, threads)
+        return 0
     images = scene_images("train", SCENE_TRAIN_PER_CLASS)[0]
     cfg = SimCLRConfig(epochs=args.epochs, augment=args.augment, speed="checkpoint")
     start = time.time()

@@ -118,3 +118,42 @@ def test_cli_trains_on_train_scenes_and_writes_a_loadable_checkpoint(tmp_path, m
     assert info["history"]["steps"] == 1 and info["threads"] == 1 and isinstance(info["torch"], str)
     assert info["config"].speed == "checkpoint"
     assert "saved" in capsys.readouterr().out
+
+
+def test_spatial_autoencoder_shapes_and_code():
+    m = R.make_autoencoder(R.AEConfig(spatial=4, width=8))
+    x = torch.rand(3, 1, 32, 32)
+    assert m.phi(x).shape == (3, 4, 8, 8) and m(x).shape == (3, 1, 32, 32)
+    assert isinstance(m.phi, R.SpatialEncoder) and isinstance(m.psi, R.SpatialDecoder)
+    assert R.make_autoencoder(R.AEConfig(dim=8, width=8)).phi(x).shape == (3, 8)
+
+
+def test_train_ae_cli_ships_float16_checkpoints_that_load(tmp_path, monkeypatch, capsys):
+    real = P.scene_images
+    monkeypatch.setattr(R, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.setattr(P, "scene_images", lambda split, per_class: real(split, 3))
+    monkeypatch.setenv("ARIA_THREADS", "1")
+    assert R._cli(["train-ae", "--dim", "8", "16", "--epochs", "2", "--batch-size", "10"]) == 0
+    assert R._cli(["train-ae", "--spatial", "4", "--noise", "0.1", "--epochs", "1", "--batch-size", "10"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ae_scenes_d16.pt", "ae_scenes_d8.pt", "ae_scenes_dae_c4.pt"]
+    model, info = R.load_shipped_autoencoder(16)
+    assert info["config"].dim == 16 and info["config"].speed == "checkpoint" and info["seed"] == 0
+    assert len(info["history"]["mse_per_pixel"]) == info["history"]["steps"] == 6
+    assert "train-ae --dim 16" in info["command"] and info["threads"] == 1
+    assert next(model.parameters()).dtype == torch.float32
+    dae, dinfo = R.load_shipped_autoencoder(spatial=4, noise=0.1)
+    assert dinfo["config"].noise == 0.1 and dae.phi(torch.rand(2, 1, 32, 32)).shape == (2, 4, 8, 8)
+    with pytest.raises(FileNotFoundError, match="train-ae --dim 32"):
+        R.load_shipped_autoencoder(32)
+    assert "saved" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kw", [{"dim": 16}, {"dim": 32}, {"dim": 64}, {"dim": 128}, {"spatial": 16, "noise": 0.15}])
+def test_shipped_autoencoders_load_with_their_recipe_and_curve(kw):
+    model, info = R.load_shipped_autoencoder(**kw)
+    cfg = info["config"]
+    assert (cfg.spatial, cfg.noise) == (kw.get("spatial", 0), kw.get("noise", 0.0)) and cfg.seed == 0
+    assert cfg.epochs == R.AE_RECIPE["epochs"] and cfg.batch_size == R.AE_RECIPE["batch_size"]
+    assert len(info["history"]["mse_per_pixel"]) == info["history"]["steps"] > 0
+    assert "train-ae" in info["command"] and info["seconds"] > 0
+    assert R.shipped_ae_path(**kw).stat().st_size < 2e6
