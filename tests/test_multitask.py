@@ -95,3 +95,63 @@ def test_same_loss_and_grads_sees_a_changed_target() -> None:
     assert M.same_loss_and_grads(model, masked, (y,), (y_other,))
     y_other[0] = (y_other[0] + 1) % 3
     assert not M.same_loss_and_grads(model, masked, (y,), (y_other,))
+
+
+def test_arm_flags_of_the_experiment() -> None:
+    n = 600
+    scarce = {"cls": 50, "box": 20, "mask": 10}
+    assert M.arm_flags("single_mask", n, scarce).sum(0).tolist() == [0.0, 0.0, 10.0]
+    assert M.arm_flags("multi_box", n, scarce).sum(0).tolist() == [n, 20.0, n]
+    assert torch.equal(M.arm_flags("shuffled_mask", n, scarce), M.arm_flags("multi_mask", n, scarce))
+    assert M.arm_flags("balanced", n, scarce).sum(0).tolist() == [50.0] * 3
+    pre, fine = M.arm_flags("pretrain", n, scarce), M.arm_flags("transfer", n, scarce)
+    assert torch.equal(pre + fine, M.arm_flags("multi_mask", n, scarce))  # the same scenes, split in two stages
+
+
+def test_shuffle_other_tasks_keeps_the_scarce_labels() -> None:
+    g = torch.Generator().manual_seed(0)
+    train = {"image": torch.rand(50, 1, 4, 4, generator=g), "label": torch.arange(50),
+             "box": torch.rand(50, 4, generator=g), "mask": torch.rand(50, 4, 4, generator=g) > 0.5}
+    out = M.shuffle_other_tasks(train, "mask")
+    assert torch.equal(out["mask"], train["mask"]) and torch.equal(out["image"], train["image"])
+    assert not torch.equal(out["label"], train["label"]) and sorted(out["label"].tolist()) == list(range(50))
+    perm = out["label"]
+    assert torch.equal(out["box"], train["box"][perm])  # one permutation for every shuffled task
+
+
+def test_multitask_loss_ignores_missing_labels() -> None:
+    torch.manual_seed(0)
+    net = M.MultiTaskNet().eval()
+    x, y = torch.rand(4, 1, 48, 48), torch.randint(0, 10, (4,))
+    box, mask = torch.rand(4, 4) * 48, torch.rand(4, 48, 48) > 0.5
+    m = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0.]])
+    out = net(x)
+    ref = (nn.functional.cross_entropy(out[0][[0, 2]], y[[0, 2]]) + (out[1][[1, 2]] - box[[1, 2]] / 48).abs().mean()
+           + nn.functional.binary_cross_entropy_with_logits(out[2][[0]], mask[[0]].float()))
+    assert torch.allclose(M.multitask_loss(out, y, box, mask, m), ref, atol=1e-6)
+
+
+def test_tiny_experiment_ships_and_reloads(tmp_path, monkeypatch) -> None:
+    x, y = _items(40)
+    scenes = M.make_scenes(x, y, canvas=48, seed=1, backgrounds=_photos())
+    monkeypatch.setattr(M, "scene_sets", lambda n_train, n_test: (scenes, scenes))
+    scarce = {"cls": 10, "box": 10, "mask": 5}
+    runs = [("multi_mask", 2), ("single_mask", 3), ("pretrain", 2), ("transfer", 2)]
+    res, first = M.run_experiment(runs, seeds=(0, 1), n_scarce=scarce)
+    assert set(res["metrics"]) == {"multi_mask@2", "single_mask@3", "pretrain@2", "transfer@2"}
+    assert set(res["metrics"]["transfer@2"]) == {"0", "1"} and len(res["loss"]["single_mask@3"]["0"]) == 1
+    nets = nn.ModuleDict({k: first[f"{r}@2"] for k, r in zip(M.KEPT, ["multi_mask"] * 6)}).half()
+    M.save_checkpoint(tmp_path / "r.pt", nets, {"x": 1}, {**res, "command": "test"})
+    meta, loaded = M.load_shipped(tmp_path / "r.pt")
+    assert meta["command"] == "test" and loaded["balanced"].psi_cls[2].weight.dtype == torch.float32
+    assert meta["metrics"]["multi_mask@2"]["0"] == res["metrics"]["multi_mask@2"]["0"]
+
+
+def test_seed_statistics_and_best_budget() -> None:
+    r = {"single_mask": {"0": {"m": 0.5}, "1": {"m": 0.7}}, "single_mask@80": {"0": {"m": 0.65}, "1": {"m": 0.65}},
+         "multi_mask": {"0": {"m": 0.9}}}
+    assert M.seed_values(r, "single_mask", "m") == [0.5, 0.7]
+    mean, sd = M.mean_sd(r, "single_mask", "m")
+    assert abs(mean - 0.6) < 1e-9 and abs(sd - 0.1414213) < 1e-6 and M.mean_sd(r, "multi_mask", "m")[1] == 0.0
+    assert M.budgets(r, "single_mask") == {80: "single_mask@80", 250: "single_mask"}
+    assert M.best_budget(r, "single_mask", "m") == "single_mask@80"
