@@ -8,6 +8,7 @@ tail trains the model.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from .claims import Evidence
 from .data import per_class_subset, to_imagenet
+from .training import History, fit
 
 
 def flat_blocks(model: nn.Module) -> list[nn.Module]:
@@ -264,6 +266,12 @@ def best_match_cosine(w: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (a @ b.T).abs().amax(1)
 
 
+def remove_dc(w: torch.Tensor) -> torch.Tensor:
+    """Filters `[K, ...]` minus each filter's mean (its DC part: the response to a flat patch), so that a cosine
+    compares the patterns the filters detect, not their average brightness."""
+    return w.detach() - w.detach().flatten(1).mean(1).view(-1, *([1] * (w.ndim - 1)))
+
+
 def grey_filters(w: torch.Tensor) -> torch.Tensor:
     """RGB filters `[K, 3, k, k]` -> the `[K, 1, k, k]` filters they apply to a grey image copied into R, G and B."""
     return w.detach().sum(1, keepdim=True)
@@ -288,3 +296,76 @@ def plateau(label: str, loss: Sequence[float], epochs: float, tol: float = 0.1, 
     fall = loss_fall(loss)
     return Evidence(epochs >= min_epochs and fall < tol,
                     f"{label}: {epochs:.2g} epochs, loss {100 * fall:.0f} % lower in its last quarter")
+
+
+def linear_accuracy(f_lab: torch.Tensor, y_lab: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor,
+                    f_lab_mirror: torch.Tensor | None = None, f_test_mirror: torch.Tensor | None = None,
+                    C: float = 0.01) -> float:
+    """Test accuracy of `logistic_regression` on frozen features. Given the mirror images' features too, it
+    trains on both and scores each test image with its mirror's probabilities added (`mirrored_accuracy`)."""
+    if f_lab_mirror is None:
+        clf = logistic_regression(f_lab, y_lab, C)
+        with torch.no_grad():
+            return (clf(f_test.float()).argmax(-1) == y_test).float().mean().item()
+    clf = logistic_regression(torch.cat([f_lab, f_lab_mirror]), torch.cat([y_lab, y_lab]), C)
+    return mirrored_accuracy(clf, f_test.float(), f_test_mirror.float(), y_test)
+
+
+def validation_scores(feats: dict[str, torch.Tensor], y: torch.Tensor, Cs: Sequence[float] = (0.01,),
+                      cap: int = 25, repeats: int = 3) -> dict[tuple[str, float], float]:
+    """Mean accuracy of a linear classifier on each feature set and penalty C, without test images: half of the
+    labelled rows (at most `cap` per class) train it, the other half score it, both ways round, over `repeats`
+    random halvings (seeded). `feats[name]` and `y` hold the labelled rows only."""
+    g = torch.Generator().manual_seed(0)
+    score = {(s, c): 0.0 for s in feats for c in Cs}
+    for _ in range(repeats):
+        a, b = [], []
+        for c in y.unique():  # half of each class
+            idx = torch.nonzero(y == c).flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)]
+            k = min(len(idx) // 2, cap)
+            a.append(idx[:k])
+            b.append(idx[k: 2 * k])
+        a, b = torch.cat(a), torch.cat(b)
+        for (s, c) in score:
+            f = feats[s]
+            score[s, c] += (linear_accuracy(f[a], y[a], f[b], y[b], C=c)
+                            + linear_accuracy(f[b], y[b], f[a], y[a], C=c)) / (2 * repeats)
+    return score
+
+
+def best_stage(feats: dict[str, torch.Tensor], y: torch.Tensor, cap: int = 25, repeats: int = 3) -> str:
+    """The feature set (stage) whose linear classifier (C = 0.01) scores best in `validation_scores`."""
+    score = validation_scores(feats, y, (0.01,), cap, repeats)
+    return max(score, key=score.get)[0]
+
+
+def new_head(model: nn.Module, n_classes: int) -> nn.Module:
+    """A copy of an ImageNet network with its 1000-way classifier replaced by dropout 0.3 + a new n-way linear
+    layer (random init), in channels_last layout."""
+    net = copy.deepcopy(model)
+    net.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(net.num_features, n_classes))
+    return net.to(memory_format=torch.channels_last)
+
+
+SPLITS_TUNED = {1: 15, 2: 11, 3: 8}  # stages fine-tuned -> first trainable flat block of EfficientNet-Lite0
+TUNE_RECIPE = {"lr": 1e-3, "weight_decay": 1e-2, "batch_size": 64}  # AdamW, warm-up then cosine to 0
+
+
+def finetune_tail(source: nn.Module, k: int, h_lab: torch.Tensor, y_lab: torch.Tensor, steps: int, *,
+                  n_classes: int = 10, seed: int = 0, warmup: int = 10, desc: str = "fine-tune",
+                  progress: bool = True) -> tuple[nn.Module, History]:
+    """(b): a copy of `source` with a new head, frozen up to flat block k, its tail trained on the cached trunk
+    outputs `h_lab` for `steps` steps (`TUNE_RECIPE`, label smoothing 0.1). Returns the model (eval mode; its
+    tail is `split_efficientnet(model, k)[1]`) and the training history."""
+    torch.manual_seed(seed)
+    model = new_head(source, n_classes)
+    trunk, tail = split_efficientnet(model, k)
+    freeze(trunk)
+
+    def loss_fn(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(m(x), y, label_smoothing=0.1)
+
+    hist = fit(tail, [h_lab, y_lab], loss_fn, steps=steps, seed=seed, warmup=warmup, desc=desc,
+               progress=progress, **TUNE_RECIPE)
+    return model.eval(), hist
