@@ -155,3 +155,12 @@ def test_seed_statistics_and_best_budget() -> None:
     assert abs(mean - 0.6) < 1e-9 and abs(sd - 0.1414213) < 1e-6 and M.mean_sd(r, "multi_mask", "m")[1] == 0.0
     assert M.budgets(r, "single_mask") == {80: "single_mask@80", 250: "single_mask"}
     assert M.best_budget(r, "single_mask", "m") == "single_mask@80"
+
+
+def test_box_iou_counts_pixels() -> None:
+    a = torch.tensor([[0, 0, 10, 10], [5, 5, 20, 30], [0, 0, 4, 4.]])
+    b = torch.tensor([[5, 5, 15, 15], [5, 5, 20, 30], [6, 6, 9, 9.]])
+    grid = lambda z: torch.zeros(40, 40, dtype=torch.bool).index_put_(
+        (torch.arange(int(z[1]), int(z[3]))[:, None], torch.arange(int(z[0]), int(z[2]))[None]), torch.tensor(True))
+    ref = [(grid(u) & grid(v)).sum() / (grid(u) | grid(v)).sum() for u, v in zip(a, b)]
+    assert torch.allclose(M.box_iou(a, b), torch.stack(ref).float())
