@@ -1,18 +1,36 @@
-"""A second pretext task (notebook 04): rotation prediction (Gidaris et al., 2018). Each image is turned by
-0, 90, 180 or 270 degrees and the network predicts which; recognising "upright" needs the object's shape."""
+"""Other pretext tasks (notebook 04): rotation prediction (Gidaris et al., 2018: each image is turned by 0, 90,
+180 or 270 degrees and the network predicts which; recognising "upright" needs the object's shape), relative
+position (Doersch et al., 2015), and a pretext unrelated to the garments (which photograph is behind them).
+
+The networks trained longer, and the fine-tuning of the shipped SimCLR against training from scratch over seeds,
+are shipped in `checkpoints/` (about 4 minutes on 2 CPU cores)::
+
+    ARIA_THREADS=2 python -m aria_utils.pretext relpos --epochs 20
+    ARIA_THREADS=2 python -m aria_utils.pretext background --epochs 3
+    ARIA_THREADS=2 python -m aria_utils.pretext finetune --seeds 3
+"""
 from __future__ import annotations
 
+import argparse
+import hashlib
+import os
+import platform
+import sys
+import tempfile
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .checkpoints import train_or_load
+from .checkpoints import load_checkpoint, save_checkpoint, train_or_load
 from .data import to_float
 from .finetune import Classifier
 from .representation import ConvEncoder
-from .training import classification_loss, fit
+from .setup import repo_root
+from .training import History, accuracy, classification_loss, fit
 
 N_ROTATIONS = 4
 
@@ -187,9 +205,10 @@ def relative_position_accuracy(model: RelativePositionNet, images: torch.Tensor,
 
 
 def train_relative_position(cfg: RelativePositionConfig, images: torch.Tensor, seconds: float | None = None,
-                            progress: bool = True) -> tuple[RelativePositionNet, dict[str, Any]]:
-    """Train-or-load the relative-position pretext on unlabelled images (cache `relpos-<hash>`). Returns the
-    network (its `.encoder` codes one patch; `GridFeatures(net.encoder)` codes an image) and the metadata."""
+                            progress: bool = True, cache: bool = True) -> tuple[RelativePositionNet, dict[str, Any]]:
+    """Train-or-load the relative-position pretext on unlabelled images (cache `relpos-<hash>`; `cache=False`:
+    always train, save nothing). Returns the network (its `.encoder` codes one patch; `GridFeatures(net.encoder)`
+    codes an image) and the metadata."""
     model = make_relative_position_net(cfg)
 
     def train(m: nn.Module) -> dict[str, Any]:
@@ -199,5 +218,250 @@ def train_relative_position(cfg: RelativePositionConfig, images: torch.Tensor, s
                    desc="relative position", progress=progress)
         return {"history": hist.to_dict()}
 
+    if not cache:
+        return model.eval(), {**train(model), "loaded": False}
     meta = train_or_load("relpos", cfg.to_dict(), model, train)
     return model.eval(), meta
+
+
+# ----------------------------------------------------------------------------- a pretext unrelated to the classes
+
+@dataclass(frozen=True)
+class BackgroundConfig:
+    """Which photograph is behind the garment (8-way): a label that comes free with the scenes, like a pretext's,
+    and on which the garment's class does not depend."""
+
+    dim: int = 128
+    width: int = 16
+    size: int = 32
+    n_photos: int = 8
+    epochs: float = 3.0
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    speed: str = "full"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "background", **asdict(self)}
+
+
+def make_background_net(cfg: BackgroundConfig) -> Classifier:
+    """`ConvEncoder` + a linear layer to the photographs, seeded by `cfg.seed`."""
+    torch.manual_seed(cfg.seed)
+    return Classifier(ConvEncoder(cfg.dim, cfg.width, cfg.size), cfg.dim, cfg.n_photos)
+
+
+def train_background(cfg: BackgroundConfig, images: torch.Tensor, photo: torch.Tensor, seconds: float | None = None,
+                     progress: bool = True) -> tuple[Classifier, dict[str, Any]]:
+    """Train the background pretext (cross-entropy on the photograph's index `photo` [N]); no cache."""
+    model = make_background_net(cfg)
+    torch.manual_seed(cfg.seed)
+    hist = fit(model, [images, photo], lambda m, xb, yb: classification_loss(m, to_float(xb), yb), epochs=cfg.epochs,
+               seconds=seconds, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
+               desc="background", progress=progress)
+    return model.eval(), {"history": hist.to_dict()}
+
+
+# ----------------------------------------------------------------------------- the protocol, computed once
+
+class FrozenEval:
+    """Notebook 04's use of the shared protocol: the frozen features of each encoder, and its scores, computed once
+    per weights and cached on disk (`compute_or_load`, keyed by `weights_tag`), so that the figures, the table and
+    the ledger share them and a re-run recomputes nothing.
+
+    Scores: the protocol's (`probe_n10`, ..., `knn_all`) and, for the noise of the few-label columns, the same with
+    `draws - 1` other labelled pools (`probe_n10_d1`, ...; `n10` itself is draw 0). `few=True` scores the few-label
+    pools only (the cheap way for a representation that needs no `all` column).
+    """
+
+    def __init__(self, data: Any, draws: int = 3, tag: str = "04") -> None:
+        from .protocol import pool_draws
+
+        self.data, self.tag, self.draws = data, tag, draws
+        self.extra = {k: v for n in (10, 100) for k, v in pool_draws(data, n, draws).items() if not k.endswith("_d0")}
+        self._memo: dict[str, dict[str, torch.Tensor]] = {}
+
+    def _data(self, few: bool) -> Any:
+        from dataclasses import replace
+        return replace(self.data, pools={k: v for k, v in self.data.pools.items() if not (few and k == "all")})
+
+    def key(self, encode: Any, few: bool) -> dict[str, Any]:
+        """The cache key of an encoder's results: its weights (or "pixels"), the pools, the data's size."""
+        name = weights_tag(encode) if isinstance(encode, nn.Module) else getattr(encode, "__name__", str(encode))
+        return {"weights": name, "few": few, "draws": self.draws, "n_test": len(self.data.x_test),
+                "pools": {k: len(v) for k, v in self.data.pools.items()}}
+
+    def features(self, encode: Any, few: bool = False) -> dict[str, torch.Tensor]:
+        """`protocol.frozen_features` of the protocol's pools and the extra draws (pixels: never cached)."""
+        from .checkpoints import compute_or_load
+        from .protocol import frozen_features
+
+        key = self.key(encode, few)
+        memo = repr(sorted(key.items()))
+        if memo not in self._memo:
+            compute = lambda: frozen_features(encode, self._data(few), tuple(self.extra.values()))  # noqa: E731
+            self._memo[memo] = (compute() if not isinstance(encode, nn.Module) else
+                                compute_or_load(f"{self.tag}-features", key, compute))
+        return self._memo[memo]
+
+    def scores(self, encode: Any, few: bool = False) -> dict[str, float]:
+        """The protocol's scores and those of the other draws, cached."""
+        from .checkpoints import compute_or_load
+        from .protocol import evaluate_features
+
+        d = self._data(few)
+        pools = {**d.pools, **self.extra}
+        return compute_or_load(f"{self.tag}-scores", self.key(encode, few),
+                               lambda: evaluate_features(self.features(encode, few), d, pools))
+
+    def spread(self, scores: dict[str, float], col: str) -> tuple[float, float]:
+        """Mean and standard deviation of a few-label column over the draws of the labelled pool."""
+        vals = [scores[col]] + [scores[f"{col}_d{i}"] for i in range(1, self.draws)]
+        return float(sum(vals) / len(vals)), float(torch.tensor(vals).std(unbiased=False))
+
+
+# ----------------------------------------------------------------------------- shipped networks and results
+
+FT_STEPS = {10: 150, 100: 200}               # fine-tuning steps (the notebook's recipe)
+SCRATCH_STEPS = {10: (150, 300), 100: (200, 400)}   # from scratch: the same steps, and twice as many (plateau)
+
+
+def shipped_path(name: str) -> Path:
+    """`checkpoints/<name>.pt`."""
+    return repo_root() / "checkpoints" / f"{name}.pt"
+
+
+def weights_tag(model: nn.Module) -> str:
+    """A short hash of a module's weights and buffers: a cache key for results derived from them."""
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def load_shipped(name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """A network shipped by this module's CLI (`pretext_relpos_*`, `pretext_background_*`, `simclr_finetune_*`),
+    in eval mode, and its metadata (command, seconds, machine, history, results)."""
+    path = shipped_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}; make it with the commands in `aria_utils.pretext`'s docstring.")
+    config = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    kind = config["kind"]
+    fields = {k: v for k, v in config.items() if k != "kind"}
+    if kind == "relative-position":
+        model: nn.Module = make_relative_position_net(RelativePositionConfig(**fields))
+    elif kind == "background":
+        model = make_background_net(BackgroundConfig(**fields))
+    elif kind == "finetune":
+        model = Classifier(ConvEncoder(), 128, 10)
+    else:
+        raise ValueError(f"{path}: unknown kind {kind!r}.")
+    meta = load_checkpoint(path, model)
+    return model.eval(), {**meta, "config": config}
+
+
+def _machine(threads: int) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"threads": threads, "torch": str(torch.__version__), "cpu": cpu}
+
+
+def _small(hist: History, every: int) -> dict[str, Any]:
+    d = {k: v for k, v in hist.to_dict().items() if k not in ("loss", "logs")}
+    return {**d, "loss_every": every, "loss": hist.loss[::every]}
+
+
+def _finetune_seeds(seeds: int, progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    """The shipped SimCLR fine-tuned, and the same encoder from scratch, on 10 and 100 labels per class, `seeds`
+    seeds each; the fine-tuned network of seed 0 on 10 labels per class is the one kept."""
+    from . import finetune as FT
+    from .representation import load_shipped_simclr
+
+    os.environ["ARIA_SPEED"] = "full"                       # the full test set
+    from .protocol import load_scene_data
+    data = load_scene_data()
+    simclr, info = load_shipped_simclr()
+    results: dict[str, Any] = {"finetune": {}, "scratch": {}}
+    curves: dict[str, Any] = {}
+    kept = Classifier(ConvEncoder(), 128, 10)
+    for n, steps in FT_STEPS.items():
+        bs = min(128, 10 * n)
+        results["finetune"][str(n)] = []
+        results["scratch"][str(n)] = {str(s): [] for s in SCRATCH_STEPS[n]}
+        for seed in range(seeds):
+            with tempfile.TemporaryDirectory() as d:        # train_or_load keeps the network there
+                os.environ["ARIA_CACHE"] = d
+                acc, hist = FT.train_classifier_run(simclr.encoder, n, data, steps=steps, batch_size=bs, lr=5e-3,
+                                                    encoder_lr=3e-4, augment_size=32, seed=seed, progress=progress,
+                                                    config={"init": info["finished"]})
+                if n == 10 and seed == 0:
+                    load_checkpoint(next(Path(d).glob("classifier-n10-*.pt")), kept)
+            results["finetune"][str(n)].append(acc)
+            if seed == 0:
+                curves[f"finetune_n{n}"] = _small(hist, 5)
+            for s in SCRATCH_STEPS[n]:
+                torch.manual_seed(seed)
+                acc, hist = FT.train_classifier_run(ConvEncoder(), n, data, steps=s, batch_size=bs, lr=2e-3,
+                                                    augment_size=32, seed=seed, progress=progress)
+                results["scratch"][str(n)][str(s)].append(acc)
+                if seed == 0:
+                    curves[f"scratch_n{n}_{s}"] = _small(hist, 5)
+            print(f"n{n} seed {seed}: fine-tuned {results['finetune'][str(n)][-1]:.3f}, from scratch " +
+                  ", ".join(f"{s} steps {results['scratch'][str(n)][str(s)][-1]:.3f}" for s in SCRATCH_STEPS[n]))
+    kept_acc = accuracy(kept.eval(), data.x_test, data.y_test, 500, transform=to_float)
+    return kept, {"results": results, "curves": curves, "kept": {"n": 10, "seed": 0, "test_acc": kept_acc},
+                  "ft_steps": FT_STEPS, "scratch_steps": SCRATCH_STEPS, "simclr": info["finished"]}
+
+
+def _cli(argv: list[str] | None = None) -> int:
+    """`relpos --epochs E`, `background --epochs E`, `finetune --seeds S`: see the module's docstring."""
+    ap = argparse.ArgumentParser(prog="python -m aria_utils.pretext")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for cmd, epochs in (("relpos", 20.0), ("background", 3.0)):
+        sub.add_parser(cmd).add_argument("--epochs", type=float, default=epochs)
+    sub.add_parser("finetune").add_argument("--seeds", type=int, default=3)
+    for p in sub.choices.values():
+        p.add_argument("--out", type=Path, default=None)
+        p.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    threads = int(os.environ.get("ARIA_THREADS", "2"))
+    torch.set_num_threads(threads)
+    from .protocol import SCENE_TRAIN_PER_CLASS, scene_backgrounds, scene_images
+
+    start = time.time()
+    if args.cmd == "finetune":
+        command = f"ARIA_THREADS={threads} python -m aria_utils.pretext finetune --seeds {args.seeds}"
+        model, info = _finetune_seeds(args.seeds, not args.quiet)
+        config, name = {"kind": "finetune", "seeds": args.seeds}, "simclr_finetune_seeds"
+    else:
+        images = scene_images("train", SCENE_TRAIN_PER_CLASS)[0]
+        command = f"ARIA_THREADS={threads} python -m aria_utils.pretext {args.cmd} --epochs {args.epochs:g}"
+        if args.cmd == "relpos":
+            cfg: Any = RelativePositionConfig(epochs=args.epochs, speed="checkpoint")
+            model, meta = train_relative_position(cfg, images, progress=not args.quiet, cache=False)
+        else:
+            cfg = BackgroundConfig(epochs=args.epochs, speed="checkpoint")
+            model, meta = train_background(cfg, images, scene_backgrounds("train", SCENE_TRAIN_PER_CLASS),
+                                           progress=not args.quiet)
+        hist = History.from_dict(meta["history"])
+        acc = hist.logs.get("acc", [])
+        info = {"history": _small(hist, 10), "final_train_acc": sum(acc[-20:]) / max(1, len(acc[-20:]))}
+        config, name = cfg.to_dict(), f"pretext_{args.cmd}_{args.epochs:g}ep"
+    seconds = time.time() - start
+    info.update({"command": command, "seconds": round(seconds, 1), **_machine(threads),
+                 "trained_on": f"CPU, {threads} thread(s), {seconds:.0f} s wall",
+                 "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime())})
+    out = args.out or shipped_path(name)
+    save_checkpoint(out, model, config, info)
+    print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB) in {seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

@@ -92,6 +92,16 @@ def scene_images(split: str, per_class: int, seed: int | None = None) -> tuple[t
     return (d["image"][:, 0] * 255).round().clamp(0, 255).to(torch.uint8), d["label"]
 
 
+def scene_backgrounds(split: str, per_class: int, seed: int | None = None) -> torch.Tensor:
+    """Which photograph (index into `scenes.background_photos()`) lies behind each scene of
+    `scene_images(split, per_class, seed)`: the first draw `make_scenes` makes with its generator."""
+    from .scenes import background_photos
+
+    n = len(per_class_subset(load_fashion_mnist(split)[1], per_class, seed=POOL_SEED))
+    g = torch.Generator().manual_seed((SCENE_SEEDS[split] if seed is None else seed) + 1)
+    return torch.randint(0, len(background_photos()), (n,), generator=g)
+
+
 def scene_sizes() -> tuple[int | None, int]:
     """Scene benchmark: (labels per class for `all`, test scenes per class) for the speed."""
     return by_speed(fast=(200, 100), full=(None, SCENE_TEST_PER_CLASS))
@@ -127,6 +137,37 @@ def encode_images(encode: Encode, images: torch.Tensor, batch_size: int = 500) -
     return torch.cat(out)
 
 
+def frozen_features(encode: Encode, data: EvalData, extra: tuple[torch.Tensor, ...] = (),
+                    batch_size: int = 500) -> dict[str, torch.Tensor]:
+    """Frozen features, computed once: `{"index": the training images encoded (those of the pools and of
+    `extra` index sets), "train": their features [len(index), D], "test": the test features}`."""
+    index = torch.unique(torch.cat([*data.pools.values(), *extra]))
+    return {"index": index, "train": encode_images(encode, data.x_train[index], batch_size),
+            "test": encode_images(encode, data.x_test, batch_size)}
+
+
+def evaluate_features(feats: dict[str, torch.Tensor], data: EvalData, pools: dict[str, torch.Tensor] | None = None,
+                      k: int = KNN_K, seed: int = 0) -> dict[str, float]:
+    """`evaluate_representation` on features from `frozen_features`, with `pools` (default: the data's)."""
+    pools = data.pools if pools is None else pools
+    where = torch.full((len(data.x_train),), -1, dtype=torch.long)
+    where[feats["index"]] = torch.arange(len(feats["index"]))
+    out = {}
+    for name, idx in pools.items():
+        if bool((where[idx] < 0).any()):
+            raise ValueError(f"pool {name!r} has training images that were not encoded (pass it as `extra`).")
+        f, y = feats["train"][where[idx]], data.y_train[idx]
+        out[f"probe_{name}"] = linear_probe(f, y, feats["test"], data.y_test, seed=seed)
+        out[f"knn_{name}"] = knn_accuracy(f, y, feats["test"], data.y_test, k=k)
+    return {f"{m}_{name}": out[f"{m}_{name}"] for m in ("probe", "knn") for name in pools}
+
+
+def pool_draws(data: EvalData, n: int, draws: int = 3) -> dict[str, torch.Tensor]:
+    """`draws` labelled pools of `n` per class (`n<n>_d<i>`; draw 0 is the protocol's pool `n<n>`): the noise
+    of a few-label score over which images happen to be labelled."""
+    return {f"n{n}_d{i}": per_class_subset(data.y_train, n, seed=POOL_SEED + i) for i in range(draws)}
+
+
 def evaluate_representation(encode: Encode, data: EvalData, k: int = KNN_K, seed: int = 0,
                             batch_size: int = 500) -> dict[str, float]:
     """Linear probe and k-NN on frozen features with each pool of labels.
@@ -134,17 +175,7 @@ def evaluate_representation(encode: Encode, data: EvalData, k: int = KNN_K, seed
     Returns `{"probe_<pool>", ..., "knn_<pool>", ...}` in the pools' order: with the protocol's pools,
     `probe_n10, probe_n100, probe_all, knn_n10, knn_n100, knn_all` (test accuracies).
     """
-    union = torch.unique(torch.cat(list(data.pools.values())))
-    f_union = encode_images(encode, data.x_train[union], batch_size)
-    where = torch.full((len(data.x_train),), -1, dtype=torch.long)
-    where[union] = torch.arange(len(union))
-    f_test = encode_images(encode, data.x_test, batch_size)
-    out = {}
-    for name, idx in data.pools.items():
-        f, y = f_union[where[idx]], data.y_train[idx]
-        out[f"probe_{name}"] = linear_probe(f, y, f_test, data.y_test, seed=seed)
-        out[f"knn_{name}"] = knn_accuracy(f, y, f_test, data.y_test, k=k)
-    return {f"{m}_{name}": out[f"{m}_{name}"] for m in ("probe", "knn") for name in data.pools}
+    return evaluate_features(frozen_features(encode, data, batch_size=batch_size), data, k=k, seed=seed)
 
 
 def pixels(x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ ALLOWED = {
     ("finetune", "protocol"),         # 03-05: the evaluation protocol -> its models
     ("pretext", "finetune"),
     ("pretext", "representation"),
+    ("pretext", "protocol"),          # 04: the pretexts' CLI trains on the scene benchmark and fine-tunes on it
     ("representation", "protocol"),
     ("mae", "protocol"),
     ("vit", "transformer"),           # along the lecture's chain: transformer -> ViT -> MAE, CLIP

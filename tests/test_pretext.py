@@ -85,3 +85,80 @@ def test_relative_position_is_learnable_and_cached(capsys):
     assert meta["loaded"] is False and PT.relative_position_accuracy(net, x[:256]) > 0.25   # chance 0.125
     net2, meta2 = PT.train_relative_position(cfg, x, progress=False)
     assert meta2["loaded"] is True and "[cache] loaded" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- 04's protocol plumbing, unrelated pretext
+
+def test_frozen_eval_matches_the_protocol_caches_and_spreads(capsys):
+    from test_protocol import tiny_data
+    from aria_utils import protocol as P
+
+    data = tiny_data(100, 10)
+    enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 16)).eval()
+    fe = PT.FrozenEval(data)
+    s = fe.scores(enc)
+    ref = P.evaluate_representation(enc, data)
+    assert {k: s[k] for k in ref} == ref                                   # the protocol's figures, unchanged
+    assert {"probe_n10_d1", "probe_n10_d2", "knn_n100_d2"} <= set(s)
+    assert fe.scores(enc) == s and "[cache] loaded" in capsys.readouterr().out
+    mean, sd = fe.spread(s, "probe_n10")
+    vals = torch.tensor([s["probe_n10"], s["probe_n10_d1"], s["probe_n10_d2"]])
+    assert abs(mean - vals.mean().item()) < 1e-6 and abs(sd - vals.std(unbiased=False).item()) < 1e-6
+    few = fe.scores(enc, few=True)
+    assert "probe_all" not in few and few["probe_n10"] == s["probe_n10"]
+    assert PT.weights_tag(enc) != PT.weights_tag(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 16)))
+
+
+def test_evaluate_features_needs_every_pool_encoded():
+    from test_protocol import tiny_data
+    from aria_utils import protocol as P
+
+    data = tiny_data(20, 4)
+    feats = P.frozen_features(P.pixels, data)
+    with pytest.raises(ValueError, match="not encoded"):
+        P.evaluate_features({**feats, "index": feats["index"][:5], "train": feats["train"][:5]}, data)
+    draws = P.pool_draws(data, 10)
+    assert torch.equal(draws["n10_d0"], data.pools["n10"]) and not torch.equal(draws["n10_d1"], draws["n10_d0"])
+
+
+def test_scene_backgrounds_name_the_photograph_behind_each_scene():
+    """The photograph scene_backgrounds names, cropped where make_scenes crops, is the scene's background."""
+    from aria_utils import protocol as P
+    from aria_utils.data import load_fashion_mnist, per_class_subset
+    from aria_utils.scenes import background_photos, make_scenes
+
+    which = P.scene_backgrounds("test", 2)
+    x, y = load_fashion_mnist("test")
+    idx = per_class_subset(y, 2, seed=P.POOL_SEED)
+    d = make_scenes(x[idx], y[idx], canvas=32, scale=P.SCENE_SCALE, clutter=P.SCENE_CLUTTER, seed=P.SCENE_SEEDS["test"])
+    g = torch.Generator().manual_seed(P.SCENE_SEEDS["test"] + 1)
+    torch.randint(0, 8, (len(idx),), generator=g)
+    u = torch.rand(len(idx), 2, generator=g)
+    photos = background_photos()
+    assert len(which) == len(idx) == 20 and len(set(which.tolist())) > 3
+    for i in range(len(idx)):
+        p = photos[int(which[i])]
+        y0, x0 = int(u[i, 0] * (p.shape[0] - 31)), int(u[i, 1] * (p.shape[1] - 31))
+        bg = P.SCENE_CLUTTER * p[y0:y0 + 32, x0:x0 + 32]
+        off = ~d["mask"][i]
+        assert torch.allclose(d["image"][i, 0][off], bg[off])
+
+
+def test_background_pretext_learns_a_label_that_comes_with_the_data():
+    g = torch.Generator().manual_seed(0)
+    photo = torch.randint(0, 4, (256,), generator=g)
+    x = (photo.float()[:, None, None] * 60 + 20 * torch.rand(256, 16, 16, generator=g)).to(torch.uint8)
+    cfg = PT.BackgroundConfig(dim=16, width=4, size=16, n_photos=4, epochs=8, batch_size=64, lr=5e-3, speed="test")
+    net, meta = PT.train_background(cfg, x, photo, progress=False)
+    with torch.no_grad():
+        assert (net(x.float()[:, None] / 255).argmax(1) == photo).float().mean() > 0.6     # chance 0.25
+
+
+@pytest.mark.parametrize("name", ["pretext_relpos_20ep", "pretext_background_3ep", "simclr_finetune_seeds"])
+def test_shipped_networks_load_with_their_records(name):
+    if not PT.shipped_path(name).exists():
+        pytest.skip(f"{name} not made yet")
+    net, meta = PT.load_shipped(name)
+    assert not net.training and {"command", "seconds", "cpu", "torch"} <= set(meta)
+    if name == "simclr_finetune_seeds":
+        assert len(meta["results"]["finetune"]["10"]) == 3 and set(meta["results"]["scratch"]["10"]) == {"150", "300"}
