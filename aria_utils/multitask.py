@@ -2,7 +2,7 @@
 a picture of one prediction, a check that missing labels change nothing, and the shipped experiment (every arm
 of the notebook over three seeds). Its scenes (class, box and mask labels) come from `aria_utils.scenes`.
 
-Make the shipped results (about 4 minutes on 2 cores):
+Make the shipped results (45 networks, about 6 minutes on 2 cores of the faster kind):
 
     ARIA_THREADS=2 python -m aria_utils.multitask
 """
@@ -271,7 +271,7 @@ def load_shipped(path: str | Path | None = None) -> tuple[dict[str, Any], nn.Mod
     path = Path(path) if path else shipped_path()
     if not path.exists():
         raise FileNotFoundError(f"No shipped results at {path}; make them with `ARIA_THREADS=2 python -m "
-                                "aria_utils.multitask` (about 4 minutes on 2 cores).")
+                                "aria_utils.multitask` (about 6 minutes on 2 cores).")
     meta = load_checkpoint(path, nets)
     return meta, nets.eval()
 
