@@ -67,3 +67,20 @@ def test_shipped_scratch_networks_load(target, channels, n):
 def test_cli_rejects_a_training_of_no_epochs():
     with pytest.raises(SystemExit):
         S.main(["--n", "100", "--epochs", "0"])
+
+
+@pytest.mark.parametrize("target", sorted(S.TUNED))
+def test_shipped_grid_results_load(target):
+    for draw in range(3):
+        res, meta = S.load_grid(target, draw)
+        assert res["target"] == target and res["draw"] == draw and "command" in meta
+        assert set(res["n20"]["tune"]) == {str(s) for s in S.TUNED[target]}
+        assert set(res["n1000"]["tune"]) == {str(s) for s in S.TUNED[target]}
+        assert 0 < res["n20"]["scratch"] <= 1 and res["n20"]["chosen"] in res["n20"]["stages"]
+    assert "head" in S.load_grid(target, 0)[0]["n1000"]["stages"]
+
+
+def test_load_grid_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "grid_path", lambda target, draw: tmp_path / f"{target}_{draw}.pt")
+    with pytest.raises(FileNotFoundError, match="--grid fashion_mnist --draws 1"):
+        S.load_grid("fashion_mnist", 1)

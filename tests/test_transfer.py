@@ -214,3 +214,43 @@ def test_loss_fall_and_plateau():
     assert not e.counts and e.text.startswith("falling: 50 epochs, loss 13 % lower")
     with pytest.raises(ValueError):
         T.loss_fall([1.0, 0.9])
+
+
+def _blobs(n: int = 40, d: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    return torch.randn(n, d, generator=g) + 3 * y[:, None].float(), y
+
+
+def test_linear_accuracy_separates_blobs_and_votes_with_mirrors():
+    f, y = _blobs()
+    assert T.linear_accuracy(f, y, f, y) == 1.0
+    assert T.linear_accuracy(f, y, f, y, f, f) == 1.0  # mirrors identical to the images: the same answer
+
+
+def test_validation_scores_and_best_stage_pick_the_informative_features():
+    f, y = _blobs()
+    feats = {"noise": torch.randn(40, 6, generator=torch.Generator().manual_seed(1)), "signal": f}
+    score = T.validation_scores(feats, y, Cs=(0.01, 1.0), cap=10, repeats=2)
+    assert set(score) == {(s, c) for s in feats for c in (0.01, 1.0)}
+    assert score["signal", 1.0] > score["noise", 1.0]
+    assert T.best_stage(feats, y, cap=10, repeats=2) == "signal"
+
+
+def test_remove_dc_leaves_zero_mean_filters():
+    w = torch.randn(4, 3, 3, 3) + 5
+    out = T.remove_dc(w)
+    assert torch.allclose(out.flatten(1).mean(1), torch.zeros(4), atol=1e-6)
+    assert torch.allclose(out - w, (out - w)[:, :1, :1, :1].expand_as(w))  # one constant per filter
+
+
+def test_new_head_and_finetune_tail_train_only_the_tail(net):
+    m = T.new_head(net, 3)
+    assert m.classifier[-1].out_features == 3 and net.classifier.out_features == 7  # the source is untouched
+    trunk = T.split_efficientnet(m, 15)[0].eval()
+    with torch.no_grad():
+        h = trunk(torch.randn(8, 3, 64, 64))
+    model, hist = T.finetune_tail(net, 15, h, torch.arange(8) % 3, 3, n_classes=3, progress=False)
+    assert hist.steps == 3 and not model.training
+    src = dict(net.named_parameters())
+    assert all(torch.equal(p, src[k]) for k, p in model.named_parameters() if k.startswith(("conv_stem", "blocks.0")))
