@@ -67,7 +67,18 @@ checkpoints: setup
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.scratch
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment all
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment crops
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.multitask
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-ae --dim 16 32 64 128 --epochs 5
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-ae --spatial 16 --noise 0.15 --epochs 5
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.pretext relpos --epochs 20
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.pretext background --epochs 3
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.pretext finetune --seeds 3
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.mae --data scenes --epochs 20 --decoder-depth 2
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.mae --data scenes --epochs 4 --decoder-depth 2 --pixel-targets \
+		--out checkpoints/mae_scenes_pixels.pt
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.mae sweep --epochs 3
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.mae finetune --arm mae --steps 200
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.mae finetune --arm scratch --steps 500
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.vit_canvas --model vit --n-train 60000 --steps 2700
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.vit_canvas --model cnn --n-train 60000 --steps 1000
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.vit_canvas --model vit --n-train 10000 --steps 1000
