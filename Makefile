@@ -65,6 +65,8 @@ student: $(STAMP)
 # Every shipped checkpoint of checkpoints/ (seeded; the README's table lists them; about 45 min on 2 cores).
 checkpoints: setup
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.scratch
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.scratch --grid photo_crops --draws 0 1 2
+	ARIA_THREADS=2 $(BIN)/python -m aria_utils.scratch --grid fashion_mnist --draws 0 1 2
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment all
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.representation train-simclr --epochs 15 --augment crops
 	ARIA_THREADS=2 $(BIN)/python -m aria_utils.multitask
