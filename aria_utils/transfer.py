@@ -300,14 +300,15 @@ def plateau(label: str, loss: Sequence[float], epochs: float, tol: float = 0.1, 
 
 def linear_accuracy(f_lab: torch.Tensor, y_lab: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor,
                     f_lab_mirror: torch.Tensor | None = None, f_test_mirror: torch.Tensor | None = None,
-                    C: float = 0.01) -> float:
-    """Test accuracy of `logistic_regression` on frozen features. Given the mirror images' features too, it
-    trains on both and scores each test image with its mirror's probabilities added (`mirrored_accuracy`)."""
+                    C: float = 0.01, max_iter: int = 100) -> float:
+    """Test accuracy of `logistic_regression` (at most `max_iter` L-BFGS iterations) on frozen features. Given the
+    mirror images' features too, it trains on both and scores each test image with its mirror's probabilities
+    added (`mirrored_accuracy`)."""
     if f_lab_mirror is None:
-        clf = logistic_regression(f_lab, y_lab, C)
+        clf = logistic_regression(f_lab, y_lab, C, max_iter)
         with torch.no_grad():
             return (clf(f_test.float()).argmax(-1) == y_test).float().mean().item()
-    clf = logistic_regression(torch.cat([f_lab, f_lab_mirror]), torch.cat([y_lab, y_lab]), C)
+    clf = logistic_regression(torch.cat([f_lab, f_lab_mirror]), torch.cat([y_lab, y_lab]), C, max_iter)
     return mirrored_accuracy(clf, f_test.float(), f_test_mirror.float(), y_test)
 
 
