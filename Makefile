@@ -54,7 +54,7 @@ browser-check: setup
 # Two workers on the two cores (pytest-xdist); a notebook's cells stay together on one worker (--dist loadscope),
 # each kernel with one torch thread, so that the two notebooks running at once share the cores.
 test: setup
-	MPLBACKEND=Agg ARIA_SPEED=fast $(BIN)/python -m pytest -p no:cacheprovider -n 2 tests
+	MPLBACKEND=Agg ARIA_SPEED=fast ARIA_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n 2 tests
 	ARIA_HEADLESS=1 ARIA_SPEED=fast ARIA_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadscope \
 		--nbval-lax --nbval-current-env --durations=20 -o addopts="" notebooks
 
