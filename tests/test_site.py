@@ -81,3 +81,15 @@ def test_widgets_show_a_note_and_their_stored_default_output():
     assert nb.cells[2].outputs[0].data == {"text/plain": "50%|#"}
     assert nb.cells[0].source == "[next](03_autoencoder.html#Check)"
     nbformat.validate(nb)
+
+
+def test_a_click_demo_shows_the_note_not_its_widget_repr():
+    demo = new_code_cell("click_demo()")
+    figure = new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure>"})
+    demo.outputs = [new_output("display_data", data={site.WIDGET_VIEW: {"model_id": "vbox"},
+                                                     "text/plain": "VBox(children=(Label(value='click'),))"}), figure]
+    nb = new_notebook(cells=[demo])
+    nb.metadata["widgets"] = {site.WIDGET_STATE: {"state": {}}}
+    site.static_widgets(nb)
+    assert [o.data.get("text/html") == site.WIDGET_NOTE for o in nb.cells[0].outputs] == [True, False]
+    assert "VBox(" not in str(nb.cells[0].outputs)

@@ -35,8 +35,9 @@ LAB_SETTINGS = {  # JupyterLab user settings for the check: every cell in the DO
 
 
 def with_widgets(selection: list[str]) -> list[Path]:
-    """The selected notebooks (default: all) that call `interact`."""
-    return [p for p in notebook_paths(selection or None) if "interact(" in p.read_text()]
+    """The selected notebooks (default: all) with a widget demo (`interact`, `try_it`, a click demo)."""
+    return [p for p in notebook_paths(selection or None)
+            if any(call in p.read_text() for call in ("interact(", "try_it(", "click_demo("))]
 
 
 def start_lab(work: Path, out: Path) -> tuple[subprocess.Popen, str]:
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         lab.terminate()
         lab.wait(30)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    ok = all("failure" not in e and not e["stderr"] and e["widgets"] and all(w["output_changed"] for w in e["widgets"])
+    ok = bool(report) and all("failure" not in e and not e["stderr"] and e["widgets"] and all(w["output_changed"] for w in e["widgets"])
              for e in report)
     print(f"[browser] {'every widget redrew its output' if ok else 'FAILED'}; screenshots in {args.out}")
     return 0 if ok else 1

@@ -50,7 +50,7 @@ def static_widgets(nb: nbformat.NotebookNode) -> None:
             view = out.get("data", {}).get(WIDGET_VIEW)
             if view is None:
                 outputs.append(out)
-            elif out["data"].get("text/plain", "").startswith("interactive("):
+            elif out["data"].get("text/plain", "").startswith(("interactive(", "VBox(", "HBox(")):  # a demo, not a bar
                 outputs.append(new_output("display_data", data={"text/html": WIDGET_NOTE}))
                 if not any("image/png" in o.get("data", {}) for o in cell.outputs):  # else drawn beside it already
                     outputs += [nbformat.from_dict(o) for o in _stored_outputs(state, view.get("model_id", ""))]
