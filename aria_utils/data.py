@@ -5,6 +5,7 @@ training loops slice batches directly and augment whole batches on tensors.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
@@ -57,12 +58,21 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=4)
+def _read_idx_once(path: Path, mtime_ns: int) -> np.ndarray:
+    """`read_idx`, once per file and version in a kernel (notebooks load the training split several times)."""
+    arr = read_idx(path)
+    arr.flags.writeable = False
+    return arr
+
+
 def _fashion_from(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor] | None:
     img_stem, lab_stem = _FASHION_FILES[split]
     img, lab = _find_idx(folder, img_stem), _find_idx(folder, lab_stem)
     if img is None or lab is None:
         return None
-    return torch.from_numpy(read_idx(img).copy()), torch.from_numpy(read_idx(lab).astype(np.int64))
+    x, y = (_read_idx_once(p, p.stat().st_mtime_ns) for p in (img, lab))
+    return torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64))
 
 
 def load_fashion_mnist(split: str = "train", download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,19 +245,20 @@ def make_canvas(images: torch.Tensor, labels: torch.Tensor, canvas: int = 64, sc
         raise ValueError(f"make_canvas expects 28x28 items, got {tuple(x.shape[-2:])}.")
     g = torch.Generator().manual_seed(seed)
     n = x.shape[0]
-    out = torch.zeros(n, 1, canvas, canvas)
-    boxes = torch.zeros(n, 4)
     max_side = min(canvas, 56)
     sides = (torch.rand(n, generator=g) * (scale[1] - scale[0]) + scale[0]) * max_side
-    for i in range(n):
-        s = max(8, int(sides[i]))
-        item = F.interpolate(x[i: i + 1], size=(s, s), mode="bilinear", align_corners=False)[0]
-        x0 = int(torch.randint(0, canvas - s + 1, (1,), generator=g))
-        y0 = int(torch.randint(0, canvas - s + 1, (1,), generator=g))
-        out[i, :, y0:y0 + s, x0:x0 + s] = item
+    side = torch.tensor([max(8, int(s)) for s in sides.tolist()], dtype=torch.long)
+    corner = torch.tensor([[int(torch.randint(0, canvas - s + 1, (1,), generator=g)) for _ in range(2)]
+                           for s in side.tolist()], dtype=torch.long).reshape(n, 2)  # (x0, y0), item by item
+    out = torch.zeros(n, 1, canvas, canvas)
+    for s in side.unique().tolist():  # one resize for all the items of a size, pasted at once
+        idx = side.eq(s).nonzero()[:, 0]
+        items = F.interpolate(x[idx], size=(s, s), mode="bilinear", align_corners=False)[:, 0]
+        r = torch.arange(s)
+        out[idx[:, None, None], 0, (corner[idx, 1, None] + r)[:, :, None], (corner[idx, 0, None] + r)[:, None, :]] = items
     mask = out[:, 0] > 0.1
-    for i in range(n):
-        ys, xs = torch.nonzero(mask[i], as_tuple=True)
-        if len(xs):
-            boxes[i] = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float)
+    cols, rows = mask.any(1).float(), mask.any(2).float()  # [n, canvas]: 1 where a column / row holds the item
+    x0, y0 = cols.argmax(1), rows.argmax(1)  # the first such column and row ...
+    x1, y1 = canvas - cols.flip(1).argmax(1), canvas - rows.flip(1).argmax(1)  # ... and one past the last
+    boxes = torch.stack([x0, y0, x1, y1], 1).float() * cols.amax(1, keepdim=True)  # no item pixel: no box (zeros)
     return {"image": out.clamp(0, 1), "label": torch.as_tensor(labels).clone(), "box": boxes, "mask": mask}

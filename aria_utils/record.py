@@ -44,12 +44,16 @@ def record(name: str, value: object, notebook: str | None = None) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
-def show_metrics(columns: int = 3) -> None:
-    """The figures recorded so far in this kernel as a compact table (name, value), `columns` pairs a row."""
+def show_metrics(columns: int = 2) -> None:
+    """The figures recorded so far in this kernel as a compact table (name, value), `columns` pairs a row;
+    long names wrap, so that the table fits a page (a notebook's or the reading edition's)."""
     from html import escape
 
     from IPython.display import HTML, display
 
-    items = [f"<td><code>{escape(k)}</code></td><td>{escape(str(v))}</td>" for k, v in _RECORDED.items()]
+    if columns < 1:
+        raise ValueError(f"columns={columns}: use 1 or more (name, value) pairs a row.")
+    items = [f'<td style="overflow-wrap:anywhere"><code>{escape(k)}</code></td><td>{escape(str(v))}</td>'
+             for k, v in _RECORDED.items()]
     rows = ["<tr>" + "".join(items[i:i + columns]) + "</tr>" for i in range(0, len(items), columns)]
-    display(HTML("<table>" + "".join(rows) + "</table>"))
+    display(HTML('<table style="font-size:0.85em;max-width:100%">' + "".join(rows) + "</table>"))

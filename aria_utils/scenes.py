@@ -3,6 +3,7 @@ scale, pasted on a crop of a real photograph (grass, gravel, brick, ...), so tha
 bright pixels"."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -17,11 +18,13 @@ def background_photos(names: Sequence[str] = BACKGROUNDS, zoom: float = 0.25) ->
     """Grey photographs `[H, W]` in [0, 1], shrunk by `zoom` so that a crop shows some structure."""
     if not 0 < zoom <= 1:
         raise ValueError(f"zoom={zoom}: use a value in (0, 1].")
-    out = []
-    for name in names:
-        p = torch.from_numpy(load_photo(name)).float().mean(-1) / 255.0  # [H, W]
-        out.append(F.interpolate(p[None, None], scale_factor=zoom, mode="area")[0, 0])
-    return out
+    return [_grey_photo(name, zoom).clone() for name in names]
+
+
+@functools.lru_cache(maxsize=32)
+def _grey_photo(name: str, zoom: float) -> torch.Tensor:
+    p = torch.from_numpy(load_photo(name)).float().mean(-1) / 255.0  # [H, W]
+    return F.interpolate(p[None, None], scale_factor=zoom, mode="area")[0, 0]
 
 
 def make_scenes(images: torch.Tensor, labels: torch.Tensor, canvas: int = 48, scale: tuple[float, float] = (0.4, 0.9),
@@ -45,11 +48,11 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, canvas: int = 48, sc
     n = d["image"].shape[0]
     which = torch.randint(0, len(photos), (n,), generator=g)
     u = torch.rand(n, 2, generator=g)
-    bg = torch.empty(n, 1, canvas, canvas)
-    for i in range(n):
-        p = photos[int(which[i])]
-        y0 = int(u[i, 0] * (p.shape[0] - canvas + 1))
-        x0 = int(u[i, 1] * (p.shape[1] - canvas + 1))
-        bg[i, 0] = p[y0:y0 + canvas, x0:x0 + canvas]
+    bg, r = torch.empty(n, 1, canvas, canvas), torch.arange(canvas)
+    for k, p in enumerate(photos):  # every crop of photo k at once
+        idx = which.eq(k).nonzero()[:, 0]
+        y0 = (u[idx, 0] * (p.shape[0] - canvas + 1)).long()
+        x0 = (u[idx, 1] * (p.shape[1] - canvas + 1)).long()
+        bg[idx, 0] = p[(y0[:, None] + r)[:, :, None], (x0[:, None] + r)[:, None, :]]
     d["image"] = torch.where(d["mask"][:, None], d["image"], clutter * bg)
     return d

@@ -51,3 +51,19 @@ def test_record_prints_and_writes_json(monkeypatch, capsys, tmp_path):
     assert data == {"acc": 0.1235, "n": 3}
     with pytest.raises(TypeError):
         A.record("bad", [1, 2])
+
+
+def test_show_metrics_is_a_table_that_wraps(monkeypatch, tmp_path):
+    import importlib
+
+    import IPython.display
+
+    R = importlib.import_module("aria_utils.record")  # the module (`aria_utils.record` is also the function)
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj.data))
+    monkeypatch.setattr(R, "_RECORDED", {"a_rather_long_metric_name": 0.5, "b": 1, "c": 2})
+    R.show_metrics()
+    assert shown[0].count("<tr>") == 2 and "overflow-wrap:anywhere" in shown[0]  # two pairs a row: 3 -> 2 rows
+    with pytest.raises(ValueError, match="columns"):
+        R.show_metrics(columns=0)
