@@ -6,7 +6,7 @@ Two benchmarks, the same measurements:
 * `load_scene_data()`, the comparison table: Fashion-MNIST items at a random position and scale (side 50-90 %
   of the canvas) on crops of real photographs (clutter 0.6), 32 x 32 grey (`scene_images`). 2,000 scenes per
   class from the training split are the unlabelled set (20k); 400 per class from the test split are the
-  test set (4k; 100 per class in `fast`). Train and test clutter are crops of the same eight photographs.
+  test set (4k; 50 per class in `fast`). Train and test clutter are crops of the same eight photographs.
 * `load_eval_data()`, the short first look: centred 28 x 28 Fashion-MNIST (60k / 10k).
 
 Labelled pools from the training images, by `per_class_subset(..., seed=0)`: 10 and 100 labels per class
@@ -104,7 +104,7 @@ def scene_backgrounds(split: str, per_class: int, seed: int | None = None) -> to
 
 def scene_sizes() -> tuple[int | None, int]:
     """Scene benchmark: (labels per class for `all`, test scenes per class) for the speed."""
-    return by_speed(fast=(200, 100), full=(None, SCENE_TEST_PER_CLASS))
+    return by_speed(fast=(100, 50), full=(None, SCENE_TEST_PER_CLASS))
 
 
 def load_scene_data() -> EvalData:

@@ -67,10 +67,10 @@ def test_scene_images_are_balanced_deterministic_and_split_dependent():
 
 def test_load_scene_data_fast_sizes_and_pools():
     data = P.load_scene_data()
-    assert data.x_train.shape == (20000, 32, 32) and data.x_test.shape == (1000, 32, 32)
-    assert torch.bincount(data.y_test).tolist() == [100] * 10
-    assert {k: len(v) for k, v in data.pools.items()} == {"n10": 100, "n100": 1000, "all": 2000}
-    assert torch.bincount(data.y_train[data.pools["all"]]).tolist() == [200] * 10
+    assert data.x_train.shape == (20000, 32, 32) and data.x_test.shape == (500, 32, 32)
+    assert torch.bincount(data.y_test).tolist() == [50] * 10
+    assert {k: len(v) for k, v in data.pools.items()} == {"n10": 100, "n100": 1000, "all": 1000}
+    assert torch.bincount(data.y_train[data.pools["all"]]).tolist() == [100] * 10
 
 
 def test_pca_encoder_matches_sklearn_up_to_sign():
