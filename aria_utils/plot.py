@@ -24,12 +24,15 @@ def show_images(images: Sequence | torch.Tensor, titles: Sequence[str] | None = 
     n = len(images)
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+    arrays = [to_numpy_image(images[i]) for i in range(n)]
+    ratio = max(a.shape[0] / a.shape[1] for a in arrays)          # rows as tall as the tallest image (no empty bands)
+    row_h = size * ratio + (0.3 if titles is not None else 0)     # room for the titles above each row
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, row_h * nrows + (0.4 if suptitle else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            a = to_numpy_image(images[i])
+            a = arrays[i]
             ax.imshow(a, cmap=cmap if a.ndim == 2 else None)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)

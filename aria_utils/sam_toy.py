@@ -583,12 +583,14 @@ def draw_toy_prompt(image: torch.Tensor, point: tuple[float, float], single: Pro
     fig, axes = plt.subplots(1, 5, figsize=(13, 2.8))
     overlay_mask(image[0], point=pt[0], ax=axes[0], title="scene + point")
     im = axes[1].imshow(p1[0, 0], cmap="magma", vmin=0, vmax=1)
+    axes[1].plot(*pt[0].tolist(), marker="*", color="lime", markersize=12, markeredgecolor="black")
     axes[1].set_title("K = 1: probability p", fontsize=9)
     axes[1].axis("off")
-    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    fig.colorbar(im, cax=axes[1].inset_axes([1.03, 0.0, 0.05, 1.0]))   # beside the map: it keeps its size
     for k in range(3):
         overlay_mask(image[0], p3[0, k] > 0.5, point=pt[0], ax=axes[2 + k], color=COLOURS[k],
                      title=f"K = 3, mask {k + 1}: ŝ = {s3[0, k]:.2f}")
+    fig.tight_layout(w_pad=3)                                            # room for the colour bar's ticks
     plt.show()
 
 
