@@ -183,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                "cpus": os.cpu_count(), **machine, **timings.run_facts(nb, cached_before),
                "finished": time.strftime("%Y-%m-%d %H:%M")}
         atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.json", json.dumps(row))
-        if row["cold"] and not error:
-            atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.cold.json", json.dumps(row))
+        if not error and (row["cold"] or args.speed == "full"):
+            kind = "cold" if row["cold"] else "warm"
+            atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.{kind}.json", json.dumps(row))
         if args.store and not error:
             write_times(build, [path], {path: nb})
             nbformat.write(nb, path)

@@ -1,7 +1,8 @@
 """Measured wall times, generated from the runner's records, never typed.
 
 The runner writes one record per notebook and speed (`build/runs/<stem>.<speed>.json`, and a copy
-`<stem>.<speed>.cold.json` when the run loaded nothing that was in `cache/` before the runner started). From them this module writes
+`<stem>.<speed>.cold.json` when the run loaded nothing that was in `cache/` before the runner started, or
+`<stem>.full.warm.json` when a `full` run loaded from `cache/`). From them this module writes
 the sentence between `<!-- times -->` and `<!-- /times -->` in each notebook's first cell and the
 table between `<!-- times-table -->` and `<!-- /times-table -->` in the README. A cold run is quoted
 when there is one (it includes the training), else the latest run, marked as having loaded from `cache/`.
@@ -98,6 +99,9 @@ def quoted_records(build: Path) -> dict[tuple[str, str], dict]:
         r = json.loads(path.read_text())
         if r.get("status") != "ok" or r.get("speed") not in SPEEDS or "cold" not in r:
             continue  # failed, or written before the runner recorded how it ran
+        if path.name.endswith(".warm.json"):
+            out[(r["stem"], "warm")] = r  # a `full` re-run with the first run's models and results in cache/
+            continue
         key = (r["stem"], r["speed"])
         if path.name.endswith(".cold.json") or key not in out:
             out[key] = r
@@ -141,14 +145,18 @@ def readme_table(stems: list[str], records: dict[tuple[str, str], dict]) -> str:
     """The README's table: seconds per notebook and speed, with the machine of each row."""
     heads = [s[:2] for s in stems]
     lines = ["| speed | " + " | ".join(heads) + " | all | measured on |", "|---" * (len(heads) + 3) + "|"]
-    for sp in ("full", "fast"):
+    for sp, label in (("full", "`full`"), ("fast", "`fast`"), ("warm", "`full`, warm `cache/`")):
         rows = [records.get((s, sp)) for s in stems]
-        cells = ["–" if r is None else f"{r['seconds']:.0f}" + ("" if r.get("cold") else "*") for r in rows]
+        if sp == "warm" and not any(rows):
+            continue
+        cells = ["–" if r is None else f"{r['seconds']:.0f}" + ("" if r.get("cold") or sp == "warm" else "*")
+                 for r in rows]
         total = f"{sum(r['seconds'] for r in rows):.0f}" if all(rows) else "–"
         machines = "; ".join(sorted({_machine(r) for r in rows if r})) or "–"
-        lines.append(f"| `{sp}` | " + " | ".join(cells) + f" | {total} | {machines} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} | {machines} |")
     return ("\n".join(lines) + "\n\nSeconds, from the records in `build/runs/`: runs from an empty `cache/`, "
-            "except * (trained models loaded from `cache/`); – not measured yet.")
+            "except * (trained models loaded from `cache/`); warm `cache/`: the same `full` run again, every model "
+            "and result of the first one in `cache/` (an instructor's re-run); – not measured yet.")
 
 
 def replace_marked(text: str, marks: tuple[str, str], new: str) -> str:

@@ -166,23 +166,22 @@ def test_student_06_shows_no_stub_answer_above_its_stub():
         assert answer and not shown, f"{r.name}: its answer is on the page above its stub: {sorted(shown)}"
 
 
-def test_student_notebook_with_solutions_back_runs_like_the_instructor_one(tmp_path, monkeypatch):
+def test_student_notebook_with_solutions_back_runs_and_says_correct(tmp_path, monkeypatch):
+    """The student edition with the solutions put back, run in a kernel up to its last feedback cell: every
+    feedback cell says "correct". (Its code is the instructor's, cell for cell: the round-trip test; nbval runs
+    that code end to end.)"""
     monkeypatch.setenv("ARIA_SPEED", "fast")
-    stem = "06_attention_step_by_step"  # about 15 s in fast; the others rely on the textual round trip
+    stem = "06_attention_step_by_step"  # four regions; the others rely on the textual round trip
     inst = INSTRUCTOR[stem]
     back = S.put_back(S.student_edition(inst), [r.text for r in S.find_regions(inst)])
+    last = max(i for i, c in enumerate(back.cells) if c.get("id", "").startswith("feedback-"))
+    back.cells = back.cells[:last + 1]
     path = tmp_path / f"{stem}.ipynb"
     nbformat.write(back, path)
     nb, _, error = run_notebook(path, "fast", tmp_path / "build")
     assert not error
-
-    def check_output(notebook) -> str:
-        [cell] = [c for c in notebook.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
-        return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
-
-    assert check_output(nb) == check_output(inst) != ""
     feedback_out = [c.outputs[0]["text"] for c in nb.cells if c.get("id", "").startswith("feedback-")]
-    assert feedback_out and all(": correct. " in t for t in feedback_out)
+    assert len(feedback_out) == 4 and all(": correct. " in t for t in feedback_out)
 
 
 def test_student_stub_errors_print_one_line_in_a_kernel():

@@ -61,6 +61,17 @@ def test_readme_table_totals_only_complete_rows():
     assert table[3] == "| `fast` | 9 | – | – | a 2-core CPU, 2 threads |"
 
 
+def test_warm_full_runs_get_their_own_row(tmp_path):
+    _record(tmp_path, "98_a", "full", 100.0, cold=True, suffix=".cold")
+    _record(tmp_path, "98_a", "full", 8.4, cold=False, suffix=".warm")
+    rec = timings.quoted_records(tmp_path)
+    assert rec[("98_a", "full")]["seconds"] == 100.0 and rec[("98_a", "warm")]["seconds"] == 8.4
+    table = timings.readme_table(["98_a"], rec).splitlines()
+    assert table[3] == "| `fast` | – | – | – |"
+    assert table[4] == "| `full`, warm `cache/` | 8 | 8 | a 2-core CPU, 2 threads |"
+    assert "warm" not in timings.header_sentence("98_a", rec)
+
+
 def test_replace_marked_keeps_the_rest_and_refuses_missing_markers():
     assert timings.replace_marked("a <!-- times -->x<!-- /times --> b", timings.HEADER_MARKS, "y") == \
         "a <!-- times -->y<!-- /times --> b"
