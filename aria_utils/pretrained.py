@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,13 +134,26 @@ def _first_sentence(text: str) -> str:
     return m.group(1) if m else text
 
 
-def from_hub(loader: Callable[[], Any], what: str) -> Any:
+def hub_cached(repo: str) -> bool:
+    """Whether the local Hugging Face cache holds any file of the model repository `repo` ("org/name")."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    snapshots = Path(HF_HUB_CACHE) / ("models--" + repo.replace("/", "--")) / "snapshots"
+    return snapshots.is_dir() and any(p.is_file() for p in snapshots.rglob("*"))
+
+
+def from_hub(loader: Callable[[], Any], what: str, hf_repo: str | None = None) -> Any:
     """Run a hub loader (timm / open_clip / segment-anything); raise `HubUnavailable` with a one-sentence reason.
 
     The libraries' own log lines are silenced during the attempt. Offline, `aria_utils.setup` has set
-    `HF_HUB_OFFLINE=1`, so cached weights still load and missing ones fail at once instead of hanging.
+    `HF_HUB_OFFLINE=1`, so cached weights still load and missing ones fail at once instead of hanging; with
+    `hf_repo` (the weights' Hugging Face repository), offline and nothing of it cached, the loader (and the
+    import of its library, a few seconds) is not even run.
     """
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if offline and hf_repo is not None and not hub_cached(hf_repo):
+        raise HubUnavailable(f"{what}: the model hub is not reachable from here and the weights ({hf_repo}) are "
+                             "not cached. Run this cell online once (the weights are then cached), or skip it.")
     try:
         with _quiet_logging():
             return loader()

@@ -40,6 +40,20 @@ def test_hub_offline_fails_fast_with_a_clear_message(monkeypatch):
     assert time.perf_counter() - t < 30
 
 
+def test_hub_offline_without_cached_weights_does_not_run_the_loader(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    ran = []
+    with pytest.raises(A.HubUnavailable, match=r"weights \(org/net\) are not cached"):
+        A.from_hub(lambda: ran.append(1), "a net", hf_repo="org/net")
+    assert not ran
+    (tmp_path / "models--org--net" / "snapshots" / "abc").mkdir(parents=True)
+    (tmp_path / "models--org--net" / "snapshots" / "abc" / "model.safetensors").write_bytes(b"x")
+    assert A.from_hub(lambda: "loaded", "a net", hf_repo="org/net") == "loaded"  # cached: the loader runs
+
+
 def test_hub_failure_is_quiet_and_its_reason_whole(capfd, monkeypatch):
     import logging
 
