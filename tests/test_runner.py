@@ -127,3 +127,5 @@ def test_a_run_writes_under_build_only_and_without_a_kernel_warning(repo, tmp_pa
     assert "without encryption" not in err  # ipykernel's warning about kernels on TCP ports
     record = _record(tmp_path / "build", "98_tiny")
     assert record["status"] == "ok" and record["cpu_model"] and "gpu" in record
+    if Path("/proc").exists():
+        assert _kernels() == []  # killed once the last cell replied, not left running
