@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in notebook_paths(args.notebooks):
         print(f"[run] {path.name} ({args.speed}) ...", flush=True)
+        in_cache = set(cache_dir().glob("*")) if cache_dir().exists() else set()
         nb, seconds, error = run_notebook(path, args.speed, build, args.timeout)
+        added = (set(cache_dir().glob("*")) if cache_dir().exists() else set()) - in_cache
         out = build / args.speed / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out)
@@ -186,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                "cpus": os.cpu_count(), **machine, **timings.run_facts(nb, cached_before),
                "finished": time.strftime("%Y-%m-%d %H:%M")}
         atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.json", json.dumps(row))
-        if not error and (row["cold"] or args.speed == "full"):
-            kind = "cold" if row["cold"] else "warm"
-            atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.{kind}.json", json.dumps(row))
+        if row["cold"] and not error:
+            atomic_write_text(build / "runs" / f"{path.stem}.{args.speed}.cold.json", json.dumps(row))
+        if args.speed == "full" and cached_before and not added and not error:  # a re-run that computed nothing new
+            atomic_write_text(build / "runs" / f"{path.stem}.full.warm.json", json.dumps(row))
         if args.store and not error:
             write_times(build, [path], {path: nb})
             nbformat.write(nb, path)

@@ -2,7 +2,7 @@
 
 The runner writes one record per notebook and speed (`build/runs/<stem>.<speed>.json`, and a copy
 `<stem>.<speed>.cold.json` when the run loaded nothing that was in `cache/` before the runner started, or
-`<stem>.full.warm.json` when a `full` run loaded from `cache/`). From them this module writes
+`<stem>.full.warm.json` when a `full` run found `cache/` filled and added nothing to it). From them this module writes
 the sentence between `<!-- times -->` and `<!-- /times -->` in each notebook's first cell and the
 table between `<!-- times-table -->` and `<!-- /times-table -->` in the README. A cold run is quoted
 when there is one (it includes the training), else the latest run, marked as having loaded from `cache/`.

@@ -103,6 +103,17 @@ def test_a_cell_that_kills_its_kernel_fails_its_notebook_and_the_next_one_runs(r
         assert _kernels() == []
 
 
+def test_a_full_run_that_computes_nothing_new_is_kept_as_warm(repo, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ARIA_CACHE", str(cache))
+    tiny = str(repo / "notebooks" / "98_tiny.ipynb")
+    warm = tmp_path / "build" / "runs" / "98_tiny.full.warm.json"
+    assert runner.main(["--speed", "full", tiny]) == 0 and not warm.exists()  # empty cache: a first run
+    cache.mkdir()
+    (cache / "model-abc.pt").write_bytes(b"x")  # what an earlier run left
+    assert runner.main(["--speed", "full", tiny]) == 0 and warm.exists()
+
+
 def test_interact_outputs_do_not_stall_the_run(tmp_path):
     """nbclient's Output-widget stand-in used to echo each captured output to the kernel on the shell socket while
     it awaited the reply there; the echo could swallow the reply's wake-up, and the cell then waited its whole
