@@ -528,7 +528,7 @@ def plot_score_vs_iou(ev: dict[int, dict[str, torch.Tensor]]) -> dict[str, float
         ax.set_title(f"{name}\ncorrelation {c:.2f}", fontsize=9)
         ax.set_xlabel("true IoU")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("predicted IoU ŝ")
+    axes[0].set_ylabel(r"predicted IoU $\hat{s}$")
     fig.tight_layout()
     plt.show()
     return corr
