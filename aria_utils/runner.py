@@ -114,6 +114,11 @@ def run_notebook(path: Path, speed: str, build: Path,
     return nb, seconds, error
 
 
+def _cached() -> set[str]:
+    """The names of the files in `cache/` now."""
+    return {p.name for p in cache_dir().glob("*")} if cache_dir().exists() else set()
+
+
 def summary_table(speed: str, build: Path) -> str:
     """A markdown table over every notebook run at this speed: notebook, wall time, status, headline figures."""
     lines = ["| notebook | speed | wall time (s) | status | headline figures |", "|---|---|---|---|---|"]
@@ -171,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         write_times(build, notebook_paths(args.notebooks))
         print(times_table(build))
         return 0
-    cached_before = {p.name for p in cache_dir().glob("*")} if cache_dir().exists() else set()
+    cached_before = _cached()
     machine = {**timings.machine_facts(), "matmul_gflops": timings.matmul_gflops()}
     rows = []
     for path in notebook_paths(args.notebooks):
         print(f"[run] {path.name} ({args.speed}) ...", flush=True)
-        in_cache = set(cache_dir().glob("*")) if cache_dir().exists() else set()
+        in_cache = _cached()
         nb, seconds, error = run_notebook(path, args.speed, build, args.timeout)
-        added = (set(cache_dir().glob("*")) if cache_dir().exists() else set()) - in_cache
+        added = _cached() - in_cache
         out = build / args.speed / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out)
