@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from .checkpoints import load_checkpoint, save_checkpoint, train_or_load
 from .data import to_float
 from .finetune import Classifier
 from .representation import ConvEncoder
-from .setup import repo_root
+from .setup import cpu_model, repo_root
 from .training import History, accuracy, classification_loss, fit
 
 N_ROTATIONS = 4
@@ -363,13 +362,7 @@ def load_shipped(name: str) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def _machine(threads: int) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"threads": threads, "torch": str(torch.__version__), "cpu": cpu}
+    return {"threads": threads, "torch": str(torch.__version__), "cpu": cpu_model()}
 
 
 def _small(hist: History, every: int) -> dict[str, Any]:

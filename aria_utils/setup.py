@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 import socket
 import sys
@@ -19,6 +20,15 @@ T = TypeVar("T")
 def repo_root() -> Path:
     """The project's top folder (the one holding `aria_utils/`)."""
     return Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what `platform` knows)."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "?"
 
 
 def get_speed() -> str:

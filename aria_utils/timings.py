@@ -10,7 +10,6 @@ when there is one (it includes the training), else the latest run, marked as hav
 from __future__ import annotations
 
 import json
-import platform
 import re
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 
 from .io import atomic_write_text
-from .setup import SPEEDS
+from .setup import SPEEDS, cpu_model
 
 HEADER_MARKS = ("<!-- times -->", "<!-- /times -->")
 TABLE_MARKS = ("<!-- times-table -->", "<!-- /times-table -->")
@@ -38,12 +37,6 @@ def run_facts(nb: "nbformat.NotebookNode", cached_before: set[str]) -> dict:  # 
 
 def machine_facts() -> dict:
     """What names the machine, cheaply (no benchmark): the CPU's model and, when `nvidia-smi` answers, the GPU's."""
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = ""
     if shutil.which("nvidia-smi"):
         try:
@@ -51,7 +44,7 @@ def machine_facts() -> dict:
                                  text=True, timeout=20).stdout.strip().splitlines()[0]
         except (OSError, subprocess.SubprocessError, IndexError):
             pass
-    return {"cpu_model": cpu or "?", "gpu": gpu}
+    return {"cpu_model": cpu_model(), "gpu": gpu}
 
 
 # The slower kind of 2-core machine, where the series' budgets are set: float32 2048 x 2048 matmul on 2 threads.
