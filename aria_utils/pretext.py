@@ -17,9 +17,9 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -29,7 +29,7 @@ from .data import to_float
 from .finetune import Classifier
 from .representation import ConvEncoder
 from .setup import cpu_model, repo_root
-from .training import History, accuracy, classification_loss, fit
+from .training import History, RunConfig, accuracy, classification_loss, fit
 
 N_ROTATIONS = 4
 
@@ -47,21 +47,15 @@ def rotate_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> t
 
 
 @dataclass(frozen=True)
-class RotationConfig:
+class RotationConfig(RunConfig):
     """What defines a rotation-prediction run (its cache key)."""
 
+    KIND: ClassVar[str] = "rotation"
     dim: int = 128
     width: int = 16
     size: int = 32
     epochs: float = 2.0
-    batch_size: int = 256
-    lr: float = 2e-3
     weight_decay: float = 1e-4
-    seed: int = 0
-    speed: str = "full"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "rotation", **asdict(self)}
 
 
 def make_rotation_net(cfg: RotationConfig) -> Classifier:
@@ -158,22 +152,16 @@ class GridFeatures(nn.Module):
 
 
 @dataclass(frozen=True)
-class RelativePositionConfig:
+class RelativePositionConfig(RunConfig):
     """What defines a relative-position run (its cache key)."""
 
+    KIND: ClassVar[str] = "relative-position"
     dim: int = 64
     width: int = 16
     patch: int = 8
     cell: int = 10
     epochs: float = 2.0
-    batch_size: int = 256
-    lr: float = 2e-3
     weight_decay: float = 1e-4
-    seed: int = 0
-    speed: str = "full"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "relative-position", **asdict(self)}
 
 
 def make_relative_position_net(cfg: RelativePositionConfig) -> RelativePositionNet:
@@ -226,23 +214,16 @@ def train_relative_position(cfg: RelativePositionConfig, images: torch.Tensor, s
 # ----------------------------------------------------------------------------- a pretext unrelated to the classes
 
 @dataclass(frozen=True)
-class BackgroundConfig:
+class BackgroundConfig(RunConfig):
     """Which photograph is behind the garment (8-way): a label that comes free with the scenes, like a pretext's,
     and on which the garment's class does not depend."""
 
+    KIND: ClassVar[str] = "background"
     dim: int = 128
     width: int = 16
     size: int = 32
     n_photos: int = 8
-    epochs: float = 3.0
-    batch_size: int = 256
-    lr: float = 2e-3
     weight_decay: float = 1e-4
-    seed: int = 0
-    speed: str = "full"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "background", **asdict(self)}
 
 
 def make_background_net(cfg: BackgroundConfig) -> Classifier:

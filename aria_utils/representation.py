@@ -21,9 +21,9 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -34,7 +34,7 @@ from .blocks import conv_bn
 from .checkpoints import load_checkpoint, save_checkpoint, train_or_load
 from .data import to_float
 from .setup import repo_root
-from .training import History, fit
+from .training import History, RunConfig, fit
 
 
 # ----------------------------------------------------------------------------- the shared encoder
@@ -151,44 +151,30 @@ class SimCLR(nn.Module):
 # ----------------------------------------------------------------------------- configs and trainers
 
 @dataclass(frozen=True)
-class AEConfig:
+class AEConfig(RunConfig):
     """What defines an autoencoder run (its cache key)."""
 
+    KIND: ClassVar[str] = "autoencoder"
     dim: int = 128
     width: int = 16
     size: int = 32
-    epochs: float = 3.0
-    batch_size: int = 256
-    lr: float = 2e-3
     noise: float = 0.0          # > 0: denoising autoencoder (Gaussian noise of this std on the input)
     spatial: int = 0            # > 0: a spatial code of this many size/4 x size/4 maps (`dim` unused)
-    seed: int = 0
-    speed: str = "full"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "autoencoder", **asdict(self)}
 
 
 @dataclass(frozen=True)
-class SimCLRConfig:
+class SimCLRConfig(RunConfig):
     """What defines a SimCLR run (its cache key)."""
 
+    KIND: ClassVar[str] = "simclr"
     dim: int = 128
     width: int = 16
     size: int = 32
     proj_dim: int = 64
     tau: float = 0.2
-    epochs: float = 3.0
-    batch_size: int = 256
-    lr: float = 2e-3
     weight_decay: float = 1e-4
     crop_scale: tuple[float, float] = (0.3, 1.0)
     augment: str = "all"    # "all" augmentations, or "crops" only (resized crop + flip)
-    seed: int = 0
-    speed: str = "full"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "simclr", **asdict(self)}
 
 
 def make_encoder(cfg: AEConfig | SimCLRConfig) -> ConvEncoder:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -17,6 +18,22 @@ import torch.nn.functional as F
 from .progress import Progress
 
 LossFn = Callable[..., "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What defines a training run of `fit` (its cache key: `to_dict()`): the recipe every run has. A subclass
+    names its `KIND` and adds its model's fields (and `weight_decay` where its runs use one)."""
+
+    KIND: ClassVar[str] = "run"
+    epochs: float = 3.0
+    batch_size: int = 256
+    lr: float = 2e-3
+    seed: int = 0
+    speed: str = "full"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.KIND, **asdict(self)}
 
 
 @dataclass
