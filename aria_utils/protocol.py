@@ -94,12 +94,11 @@ def scene_images(split: str, per_class: int, seed: int | None = None) -> tuple[t
 
 def scene_backgrounds(split: str, per_class: int, seed: int | None = None) -> torch.Tensor:
     """Which photograph (index into `scenes.background_photos()`) lies behind each scene of
-    `scene_images(split, per_class, seed)`: the first draw `make_scenes` makes with its generator."""
-    from .scenes import background_photos
+    `scene_images(split, per_class, seed)` (`scenes.background_draw`, without making the scenes)."""
+    from .scenes import BACKGROUNDS, background_draw
 
     n = len(per_class_subset(load_fashion_mnist(split)[1], per_class, seed=POOL_SEED))
-    g = torch.Generator().manual_seed((SCENE_SEEDS[split] if seed is None else seed) + 1)
-    return torch.randint(0, len(background_photos()), (n,), generator=g)
+    return background_draw(n, len(BACKGROUNDS), SCENE_SEEDS[split] if seed is None else seed)[0]
 
 
 def scene_sizes() -> tuple[int | None, int]:

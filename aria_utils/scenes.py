@@ -27,6 +27,13 @@ def _grey_photo(name: str, zoom: float) -> torch.Tensor:
     return F.interpolate(p[None, None], scale_factor=zoom, mode="area")[0, 0]
 
 
+def background_draw(n: int, n_photos: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What `make_scenes(..., seed=seed)` draws for its `n` backgrounds: which photo `[n]` and where in it the
+    crop sits, `[n, 2]` in [0, 1) (rows, columns)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.randint(0, n_photos, (n,), generator=g), torch.rand(n, 2, generator=g)
+
+
 def make_scenes(images: torch.Tensor, labels: torch.Tensor, canvas: int = 48, scale: tuple[float, float] = (0.4, 0.9),
                 clutter: float = 0.6, seed: int = 0, backgrounds: Sequence[torch.Tensor] | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -44,10 +51,8 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, canvas: int = 48, sc
     small = [p for p in photos if min(p.shape) < canvas]
     if small:
         raise ValueError(f"background photos must be at least {canvas} px on each side, got {small[0].shape}.")
-    g = torch.Generator().manual_seed(seed + 1)
     n = d["image"].shape[0]
-    which = torch.randint(0, len(photos), (n,), generator=g)
-    u = torch.rand(n, 2, generator=g)
+    which, u = background_draw(n, len(photos), seed)
     bg, r = torch.empty(n, 1, canvas, canvas), torch.arange(canvas)
     for k, p in enumerate(photos):  # every crop of photo k at once
         idx = which.eq(k).nonzero()[:, 0]
