@@ -5,13 +5,9 @@ import time
 from pathlib import Path
 
 import nbformat
-import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_notebook
 
 from aria_utils import runner
-
-README = "# Title\n\n<!-- times-table -->\nold table\n<!-- /times-table -->\n"
-HEADER = "# 98 · Tiny\n\n**Time**: <!-- times -->typed by hand<!-- /times -->.\n"
 
 
 def _notebook(folder, sources, name="98_tiny"):
@@ -40,21 +36,6 @@ def _kernels():
     return out
 
 
-@pytest.fixture
-def repo(tmp_path, monkeypatch):
-    """A stand-in for the repository (README with the table's markers, one notebook); build/ beside it."""
-    root = tmp_path / "repo"
-    (root / "notebooks").mkdir(parents=True)
-    (root / "README.md").write_text(README)
-    nb = new_notebook(cells=[new_markdown_cell(HEADER), new_code_cell('print("tiny")')])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "notebooks" / "98_tiny.ipynb")
-    monkeypatch.setattr(runner, "repo_root", lambda: root)
-    for name, value in (("ARIA_BUILD", str(tmp_path / "build")), ("ARIA_SPEED", "fast"), ("ARIA_HEADLESS", "1")):
-        monkeypatch.setenv(name, value)  # the runner sets them for its kernels; restored after the test
-    return root
-
-
 def test_run_notebook_records_metrics_and_summary(tmp_path):
     build = tmp_path / "build"
     path = _notebook(tmp_path, ['import aria_utils as A\nA.setup("98_tiny", check_hub=False)\nA.record("answer", 42)'])
@@ -73,7 +54,7 @@ def test_failing_cell_is_reported(tmp_path):
     assert error == 'cell[1] `raise RuntimeError("boom")`: RuntimeError: boom'
 
 
-def test_a_cell_past_the_timeout_fails_its_notebook_and_the_next_one_runs(repo, tmp_path):
+def test_a_cell_past_the_timeout_fails_its_notebook_and_the_next_one_runs(tiny_repo, tmp_path):
     build = tmp_path / "build"
     slow = _notebook(tmp_path, ['print("before")', "import time; time.sleep(60)", 'print("never")'], "96_slow")
     after = _notebook(tmp_path, ['print("after")'], "97_after")
@@ -91,7 +72,7 @@ def test_a_cell_past_the_timeout_fails_its_notebook_and_the_next_one_runs(repo, 
         assert _kernels() == []
 
 
-def test_a_cell_that_kills_its_kernel_fails_its_notebook_and_the_next_one_runs(repo, tmp_path):
+def test_a_cell_that_kills_its_kernel_fails_its_notebook_and_the_next_one_runs(tiny_repo, tmp_path):
     build = tmp_path / "build"
     dies = _notebook(tmp_path, ["x = 1", "import os; os._exit(1)"], "96_dies")
     after = _notebook(tmp_path, ['print("after")'], "97_after")
@@ -103,10 +84,10 @@ def test_a_cell_that_kills_its_kernel_fails_its_notebook_and_the_next_one_runs(r
         assert _kernels() == []
 
 
-def test_a_full_run_that_computes_nothing_new_is_kept_as_warm(repo, tmp_path, monkeypatch):
+def test_a_full_run_that_computes_nothing_new_is_kept_as_warm(tiny_repo, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("ARIA_CACHE", str(cache))
-    tiny = str(repo / "notebooks" / "98_tiny.ipynb")
+    tiny = str(tiny_repo / "notebooks" / "98_tiny.ipynb")
     warm = tmp_path / "build" / "runs" / "98_tiny.full.warm.json"
     assert runner.main(["--speed", "full", tiny]) == 0 and not warm.exists()  # empty cache: a first run
     cache.mkdir()
@@ -127,10 +108,10 @@ def test_interact_outputs_do_not_stall_the_run(tmp_path):
     assert len(outputs) == 6 and all(len(o[0]["text"]) == 400_001 for o in outputs)  # stored for the reading edition
 
 
-def test_a_run_writes_under_build_only_and_without_a_kernel_warning(repo, tmp_path, capfd):
-    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
-    assert runner.main(["--speed", "fast", str(repo / "notebooks" / "98_tiny.ipynb")]) == 0
-    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before  # README and notebooks untouched
+def test_a_run_writes_under_build_only_and_without_a_kernel_warning(tiny_repo, tmp_path, capfd):
+    before = {p: p.read_bytes() for p in tiny_repo.rglob("*") if p.is_file()}
+    assert runner.main(["--speed", "fast", str(tiny_repo / "notebooks" / "98_tiny.ipynb")]) == 0
+    assert {p: p.read_bytes() for p in tiny_repo.rglob("*") if p.is_file()} == before  # README and notebooks untouched
     table = (tmp_path / "build" / "times-table.md").read_text()
     assert table.startswith("| speed | 98 | all | measured on |") and "| `fast` | " in table
     out, err = capfd.readouterr()

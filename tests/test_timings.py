@@ -3,12 +3,9 @@ import json
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_notebook
 
 from aria_utils import runner, timings
-
-HEADER = "# 98 · Tiny\n\n**Time**: <!-- times -->typed by hand<!-- /times -->. Set `ARIA_SPEED=fast` for less.\n"
-README = "# Title\n\nBefore.\n\n<!-- times-table -->\nold table\n<!-- /times-table -->\n\nAfter.\n"
 
 
 def _record(build, stem, speed, seconds, cold=True, status="ok", suffix=""):
@@ -89,20 +86,6 @@ def test_run_facts_read_the_setup_line_and_cache_loads():
     assert timings.run_facts(nb, set())["cold"] is True  # an earlier notebook of the same run trained it
 
 
-@pytest.fixture
-def tiny_repo(tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "README.md").write_text(README)
-    nb = new_notebook(cells=[new_markdown_cell(HEADER), new_code_cell(
-        'import aria_utils as A\nA.setup("98_tiny", check_hub=False);')])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "notebooks" / "98_tiny.ipynb")
-    monkeypatch.setattr(runner, "repo_root", lambda: tmp_path)
-    for name, value in (("ARIA_BUILD", str(tmp_path / "build")), ("ARIA_SPEED", "fast"), ("ARIA_HEADLESS", "1")):
-        monkeypatch.setenv(name, value)  # the runner sets them for its kernels; restored after the test
-    return tmp_path
-
-
 def test_store_writes_measured_times_into_header_and_readme(tiny_repo):
     path = tiny_repo / "notebooks" / "98_tiny.ipynb"
     assert runner.main(["--speed", "fast", "--store", str(path)]) == 0
@@ -112,11 +95,11 @@ def test_store_writes_measured_times_into_header_and_readme(tiny_repo):
     readme = (tiny_repo / "README.md").read_text()
     assert readme.startswith("# Title\n\nBefore.\n") and readme.endswith("<!-- /times-table -->\n\nAfter.\n")
     assert "| `fast` | " in readme and "old table" not in readme
-    assert json.loads((tiny_repo / "build" / "runs" / "98_tiny.fast.cold.json").read_text())["threads"] > 0
+    assert json.loads((tiny_repo.parent / "build" / "runs" / "98_tiny.fast.cold.json").read_text())["threads"] > 0
 
 
 def test_times_option_rewrites_without_running(tiny_repo):
-    _record(tiny_repo / "build", "98_tiny", "full", 61.0, suffix=".cold")
+    _record(tiny_repo.parent / "build", "98_tiny", "full", 61.0, suffix=".cold")
     assert runner.main(["--times"]) == 0
     header = nbformat.read(tiny_repo / "notebooks" / "98_tiny.ipynb", as_version=4).cells[0].source
     assert "<!-- times -->measured by the runner on a 2-core CPU, 2 threads, from an empty `cache/`: `full` 61 s, " \
