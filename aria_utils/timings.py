@@ -72,15 +72,16 @@ def matmul_gflops(repeat: int = 5) -> float:
     return round(2 * 2048 ** 3 / best / 1e9, 1)
 
 
-def machine_kind(gflops: float | None) -> str:
-    """" of the slower kind" or " of the faster kind (matmul about x2.5 the slower)" from `matmul_gflops` (the
-    ratio to the nearest half, so that runs of one machine read alike)."""
-    if not gflops:
+def machine_kind(*gflops: float | None) -> str:
+    """" of the slower kind" or " of the faster kind (matmul about x2.5 the slower)" from the `matmul_gflops` of
+    one machine's runs (each ratio to the nearest half; a range such as x2-2.5 when its runs differ)."""
+    ratios = [g / REFERENCE_GFLOPS for g in gflops if g]
+    if not ratios:
         return ""
-    ratio = gflops / REFERENCE_GFLOPS
-    if ratio < FASTER_KIND:
+    if max(ratios) < FASTER_KIND:
         return " of the slower kind"
-    return f" of the faster kind (matmul about x{round(ratio * 2) / 2:g} the slower)"
+    lo, hi = (round(f(ratios) * 2) / 2 for f in (min, max))
+    return f" of the faster kind (matmul about x{lo:g}{'' if lo == hi else f'-{hi:g}'} the slower)"
 
 
 def quoted_records(build: Path) -> dict[tuple[str, str], dict]:
@@ -106,12 +107,27 @@ def _duration(seconds: float) -> str:
     return f"{s} s" if s < 100 else f"{s // 60} min {s % 60} s"
 
 
-def _machine(r: dict) -> str:
-    threads = f"{r.get('threads', 0)} thread{'s' if r.get('threads', 0) != 1 else ''}"
-    if r.get("device", "cpu") == "cpu":
-        return f"a {r.get('cpus', '?')}-core CPU{machine_kind(r.get('matmul_gflops'))}, {threads}"
-    device = r.get("gpu") if r["device"] == "cuda" and r.get("gpu") else r["device"]
-    return f"{device} (host: {r.get('cpus', '?')} CPU cores, {threads})"
+def _machines(records: list[dict]) -> list[str]:
+    """Each machine of these runs, described once: the CPU's cores, kind and threads, or the GPU and its host. Runs
+    of one kind of CPU with the same cores and threads are one machine; its matmul ratio becomes a range."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        threads = f"{r.get('threads', 0)} thread{'s' if r.get('threads', 0) != 1 else ''}"
+        if r.get("device", "cpu") == "cpu":
+            g = r.get("matmul_gflops")
+            kind = None if not g else g / REFERENCE_GFLOPS >= FASTER_KIND
+            groups.setdefault(("cpu", r.get("cpus", "?"), kind, threads), []).append(r)
+        else:
+            device = r.get("gpu") if r["device"] == "cuda" and r.get("gpu") else r["device"]
+            groups.setdefault((f"{device} (host: {r.get('cpus', '?')} CPU cores, {threads})",), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        if key[0] == "cpu":
+            kind = machine_kind(*(r.get("matmul_gflops") for r in rs))
+            out.append(f"a {key[1]}-core CPU{kind}, {key[3]}")
+        else:
+            out.append(key[0])
+    return sorted(out)
 
 
 def header_sentence(stem: str, records: dict[tuple[str, str], dict]) -> str:
@@ -119,7 +135,7 @@ def header_sentence(stem: str, records: dict[tuple[str, str], dict]) -> str:
     found = {sp: records[(stem, sp)] for sp in ("full", "fast") if (stem, sp) in records}
     if not found:
         return "not measured yet"
-    machines = {_machine(r) for r in found.values()}
+    machines = _machines(list(found.values()))
     all_cold = all(r.get("cold") for r in found.values())
     parts = []
     for sp in ("full", "fast"):
@@ -127,10 +143,10 @@ def header_sentence(stem: str, records: dict[tuple[str, str], dict]) -> str:
         if r is None:
             parts.append(f"`{sp}` not measured yet")
             continue
-        where = f" on {_machine(r)}" if len(machines) > 1 else ""
+        where = f" on {_machines([r])[0]}" if len(machines) > 1 else ""
         cache = "" if r.get("cold") else " (trained models loaded from `cache/`)"
         parts.append(f"`{sp}` {_duration(r['seconds'])}{where}{cache}")
-    on = f" on {machines.pop()}" if len(machines) == 1 else ""
+    on = f" on {machines[0]}" if len(machines) == 1 else ""
     return f"measured by the runner{on}{', from an empty `cache/`' if all_cold else ''}: " + ", ".join(parts)
 
 
@@ -145,7 +161,7 @@ def readme_table(stems: list[str], records: dict[tuple[str, str], dict]) -> str:
         cells = ["–" if r is None else f"{r['seconds']:.0f}" + ("" if r.get("cold") or sp == "warm" else "*")
                  for r in rows]
         total = f"{sum(r['seconds'] for r in rows):.0f}" if all(rows) else "–"
-        machines = "; ".join(sorted({_machine(r) for r in rows if r})) or "–"
+        machines = "; ".join(_machines([r for r in rows if r])) or "–"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} | {machines} |")
     return ("\n".join(lines) + "\n\nSeconds, from the records in `build/runs/`: runs from an empty `cache/`, "
             "except * (trained models loaded from `cache/`); warm `cache/`: the same `full` run again, every model "

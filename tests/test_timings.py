@@ -114,4 +114,14 @@ def test_the_machine_kind_is_named_from_its_speed():
     assert "a 2-core CPU of the faster kind (matmul about x2 the slower), 2 threads" in \
         timings.readme_table(["98_t"], {("98_t", "full"): fast})
     assert timings.machine_kind(None) == ""
+    assert timings.machine_kind(140.0, 175.0) == " of the faster kind (matmul about x2-2.5 the slower)"
+    later = {**fast, "matmul_gflops": 181.0}  # the same machine, measured faster an hour later: one description
+    table = timings.readme_table(["98_t", "99_u"], {("98_t", "fast"): fast, ("99_u", "fast"): later})
+    assert "| 120 | 120 | 240 | a 2-core CPU of the faster kind (matmul about x2-2.5 the slower), 2 threads |" in table
+    sentence = timings.header_sentence("98_t", {("98_t", "full"): later, ("98_t", "fast"): fast})
+    assert sentence.startswith("measured by the runner on a 2-core CPU of the faster kind (matmul about x2-2.5 the "
+                               "slower), 2 threads, from an empty `cache/`: `full` 2 min 0 s, `fast` 2 min 0 s")
+    gpu = {**slow, "device": "cuda", "gpu": "Tesla T4"}
+    assert "| `full` | 280 | 280 | Tesla T4 (host: 2 CPU cores, 2 threads) |" in timings.readme_table(
+        ["98_t"], {("98_t", "full"): gpu})
     assert 5 < timings.matmul_gflops(repeat=1) < 100_000
