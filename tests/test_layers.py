@@ -22,6 +22,8 @@ ALLOWED = {
     ("mae", "vit"),
     ("clip_toy", "transformer"),
     ("seq_toys", "transformer"),      # 06: the toy languages are learnt by the block of equations (1)-(6)
+    ("sam_figures", "sam_toy"),       # 09: its figures draw the toy's networks and the real SAM's masks
+    ("sam_figures", "sam_real"),
 }
 
 

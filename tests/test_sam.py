@@ -1,9 +1,9 @@
-"""Tests for aria_utils.sam_toy: nested scenes, prompts, the promptable segmenter, SAM plumbing offline."""
+"""Tests for aria_utils.sam_toy, sam_figures and sam_real: nested scenes, prompts, the promptable segmenter, SAM plumbing offline."""
 import numpy as np
 import pytest
 import torch
 
-from aria_utils import sam_toy as S
+from aria_utils import sam_figures as SF, sam_real as SR, sam_toy as S
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +100,10 @@ def test_segmenter_rejects_bad_shapes(scenes):
 def test_sam_predictor_plumbing_gives_three_masks():
     from segment_anything import SamPredictor
 
-    predictor = SamPredictor(S.tiny_sam())
+    predictor = SamPredictor(SR.tiny_sam())
     image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     predictor.set_image(image)
-    masks, scores = S.sam_point_masks(predictor, (20.0, 10.0))
+    masks, scores = SR.sam_point_masks(predictor, (20.0, 10.0))
     assert masks.shape == (3, 40, 56) and masks.dtype == bool
     assert scores.shape == (3,) and np.all(np.diff(scores) <= 0)
 
@@ -111,18 +111,18 @@ def test_sam_predictor_plumbing_gives_three_masks():
 def test_sam_weights_offline_fail_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("ARIA_OFFLINE", "1")
     with pytest.raises(ConnectionError, match="no network"):
-        S.sam_vit_b_weights(tmp_path)
+        SR.sam_vit_b_weights(tmp_path)
     with pytest.raises(ValueError, match="variant"):
-        S.load_sam(tmp_path / "x.pth", variant="vit_xxl")
+        SR.load_sam(tmp_path / "x.pth", variant="vit_xxl")
 
 
 def test_sam_weights_found_locally_only_when_checksum_matches(tmp_path, monkeypatch):
     monkeypatch.setenv("ARIA_OFFLINE", "1")
     (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"not the real weights")
     with pytest.raises(ConnectionError):
-        S.sam_vit_b_weights(tmp_path)
-    monkeypatch.setattr(S, "SAM_VIT_B_SHA256", __import__("hashlib").sha256(b"not the real weights").hexdigest())
-    assert S.sam_vit_b_weights(tmp_path) == tmp_path / "sam_vit_b_01ec64.pth"
+        SR.sam_vit_b_weights(tmp_path)
+    monkeypatch.setattr(SR, "SAM_VIT_B_SHA256", __import__("hashlib").sha256(b"not the real weights").hexdigest())
+    assert SR.sam_vit_b_weights(tmp_path) == tmp_path / "sam_vit_b_01ec64.pth"
 
 
 # ---- training, evaluation and the shipped networks of notebook 09 ------------------------------
@@ -220,19 +220,19 @@ def test_figures_draw_headless(scenes):
     torch.manual_seed(0)
     one, three = S.PromptableSegmenter(k=1, size=48).eval(), S.PromptableSegmenter(k=3, size=48).eval()
     prompts = S.eval_prompts(scenes["masks"])
-    S.plot_ambiguous_points(scenes, prompts[2], one, three, rows=[0, 1])
-    S.draw_toy_prompt(scenes["image"][0], S.subpart_centre(scenes["masks"][0]), one, three)
-    x, y = S.subpart_centre(scenes["masks"][0])
+    SF.plot_ambiguous_points(scenes, prompts[2], one, three, rows=[0, 1])
+    SF.draw_toy_prompt(scenes["image"][0], SF.subpart_centre(scenes["masks"][0]), one, three)
+    x, y = SF.subpart_centre(scenes["masks"][0])
     assert scenes["masks"][0, 2, round(y * 47), round(x * 47)]
     ev = S.evaluate_segmenter(three, scenes, prompts)
-    S.plot_best_of_k({(v, lvl): torch.stack([S.best_of_k(ev, lvl)] * 2) for v in ("a", "b") for lvl in (1, 2)},
+    SF.plot_best_of_k({(v, lvl): torch.stack([S.best_of_k(ev, lvl)] * 2) for v in ("a", "b") for lvl in (1, 2)},
                      {"a": "A", "b": "B"})
-    S.plot_ranking({(g, s): S.ranking(ev, g) for g in [(0,), (0, 1, 2)] for s in (0, 1)}, {(0,): "one", (0, 1, 2): "all"})
-    corr = S.plot_score_vs_iou(ev)
+    SF.plot_ranking({(g, s): S.ranking(ev, g) for g in [(0,), (0, 1, 2)] for s in (0, 1)}, {(0,): "one", (0, 1, 2): "all"})
+    corr = SF.plot_score_vs_iou(ev)
     assert sorted(corr) == ["ambiguous", "ambiguous_expected", "unambiguous"]
     hist = {"loss": [1.0] * 30, "logs": {f"wins_{k}": [1 / 3] * 30 for k in range(3)}}
     meta = {"loss_every_10": [1.0] * 12, "wins_every_10": {f"wins_{k}": [1 / 3] * 12 for k in range(3)}}
-    S.plot_training({1: hist, 3: hist}, {1: meta, 3: meta}, warmup=5)
+    SF.plot_training({1: hist, 3: hist}, {1: meta, 3: meta}, warmup=5)
 
 
 def test_download_with_progress_checks_before_writing(tmp_path, monkeypatch):
@@ -242,9 +242,9 @@ def test_download_with_progress_checks_before_writing(tmp_path, monkeypatch):
     src.write_bytes(b"x" * (3 * 2 ** 20 + 5))
     good = hashlib.sha256(src.read_bytes()).hexdigest()
     with pytest.raises(ValueError, match="Checksum"):
-        S.download_with_progress(src.as_uri(), "0" * 64, tmp_path / "bad.bin")
+        SR.download_with_progress(src.as_uri(), "0" * 64, tmp_path / "bad.bin")
     assert not (tmp_path / "bad.bin").exists()
-    out = S.download_with_progress(src.as_uri(), good, tmp_path / "good.bin")
+    out = SR.download_with_progress(src.as_uri(), good, tmp_path / "good.bin")
     assert out.read_bytes() == src.read_bytes()
     monkeypatch.setenv("ARIA_OFFLINE", "1")
-    assert not S.host_reachable(S.SAM_VIT_B_URL)
+    assert not SR.host_reachable(SR.SAM_VIT_B_URL)
