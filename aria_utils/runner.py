@@ -177,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         print(times_table(build))
         return 0
     cached_before = _cached()
+    in_cache = cached_before  # what cache/ holds before each notebook
     machine = {**timings.machine_facts(), "matmul_gflops": timings.matmul_gflops()}
     rows = []
     for path in notebook_paths(args.notebooks):
         print(f"[run] {path.name} ({args.speed}) ...", flush=True)
-        in_cache = _cached()
         nb, seconds, error = run_notebook(path, args.speed, build, args.timeout)
-        added = _cached() - in_cache
+        now = _cached()
+        added, in_cache = now - in_cache, now
         out = build / args.speed / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out)

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from .io import atomic_write_text
 from .setup import SPEEDS, cpu_model
@@ -109,25 +110,20 @@ def _duration(seconds: float) -> str:
 
 def _machines(records: list[dict]) -> list[str]:
     """Each machine of these runs, described once: the CPU's cores, kind and threads, or the GPU and its host. Runs
-    of one kind of CPU with the same cores and threads are one machine; its matmul ratio becomes a range."""
-    groups: dict[tuple, list[dict]] = {}
+    of one kind of CPU (by `machine_kind`) with the same cores and threads are one machine; its ratio a range."""
+    cpus: dict[tuple[Any, str, str], list[float | None]] = {}
+    others = set()
     for r in records:
         threads = f"{r.get('threads', 0)} thread{'s' if r.get('threads', 0) != 1 else ''}"
         if r.get("device", "cpu") == "cpu":
             g = r.get("matmul_gflops")
-            kind = None if not g else g / REFERENCE_GFLOPS >= FASTER_KIND
-            groups.setdefault(("cpu", r.get("cpus", "?"), kind, threads), []).append(r)
+            kind = machine_kind(g).split(" (")[0]  # " of the faster kind", " of the slower kind" or ""
+            cpus.setdefault((r.get("cpus", "?"), kind, threads), []).append(g)
         else:
             device = r.get("gpu") if r["device"] == "cuda" and r.get("gpu") else r["device"]
-            groups.setdefault((f"{device} (host: {r.get('cpus', '?')} CPU cores, {threads})",), []).append(r)
-    out = []
-    for key, rs in groups.items():
-        if key[0] == "cpu":
-            kind = machine_kind(*(r.get("matmul_gflops") for r in rs))
-            out.append(f"a {key[1]}-core CPU{kind}, {key[3]}")
-        else:
-            out.append(key[0])
-    return sorted(out)
+            others.add(f"{device} (host: {r.get('cpus', '?')} CPU cores, {threads})")
+    cpu = {f"a {n}-core CPU{machine_kind(*gflops)}, {threads}" for (n, _, threads), gflops in cpus.items()}
+    return sorted(cpu | others)
 
 
 def header_sentence(stem: str, records: dict[tuple[str, str], dict]) -> str:
